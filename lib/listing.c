@@ -1,0 +1,212 @@
+/* s3bd: a listing of objects and the arena that holds their strings.
+ *
+ * A bucket can hold millions of keys.  One malloc per key and one per
+ * ETag would cost two allocations per object and about as much again in
+ * allocator overhead, so the strings of a listing are copied into large
+ * blocks instead and freed all at once with the listing.  A string is
+ * never freed alone; a page that fails to parse just drops its objects
+ * (n goes back) and leaves their bytes in the arena until the listing is
+ * freed.
+ *
+ * Who owns what: the listing owns objs and the arena; every key and etag
+ * pointer in objs points into the arena.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "s3bd/s3.h"
+
+/* Large enough that a listing of a million objects uses a few hundred
+ * blocks, small enough not to matter for a listing of one.
+ */
+#define ARENA_BLOCK_SIZE ((size_t) 256 * 1024)
+
+struct arena_block {
+  struct arena_block *next;
+  size_t used;
+  size_t cap;
+  char data[];
+};
+
+struct s3_arena {
+  /* The block being filled comes first; full blocks and blocks given
+   * whole to one long string follow.
+   */
+  struct arena_block *head;
+};
+
+static struct arena_block *
+arena_block_new (size_t cap)
+{
+  struct arena_block *b;
+
+  if (cap > SIZE_MAX - sizeof *b)
+    return NULL;
+  b = malloc (sizeof *b + cap);
+  if (b == NULL)
+    return NULL;
+  b->next = NULL;
+  b->used = 0;
+  b->cap = cap;
+  return b;
+}
+
+/* Returns len bytes that live as long as the arena, or NULL. */
+static char *
+arena_alloc (struct s3_arena *a, size_t len)
+{
+  struct arena_block *b = a->head;
+  char *p;
+
+  if (b != NULL && b->cap - b->used >= len)
+    {
+      p = b->data + b->used;
+      b->used += len;
+      return p;
+    }
+
+  /* A string longer than a quarter block gets a block of its own, behind
+   * the current one, so that the current block's free space is not lost.
+   */
+  if (len > ARENA_BLOCK_SIZE / 4 && b != NULL)
+    {
+      struct arena_block *big = arena_block_new (len);
+
+      if (big == NULL)
+        return NULL;
+      big->used = len;
+      big->next = b->next;
+      b->next = big;
+      return big->data;
+    }
+
+  b = arena_block_new (len > ARENA_BLOCK_SIZE ? len : ARENA_BLOCK_SIZE);
+  if (b == NULL)
+    return NULL;
+  b->next = a->head;
+  a->head = b;
+  b->used = len;
+  return b->data;
+}
+
+static void
+arena_free (struct s3_arena *a)
+{
+  struct arena_block *b, *next;
+
+  if (a == NULL)
+    return;
+  for (b = a->head; b != NULL; b = next)
+    {
+      next = b->next;
+      free (b);
+    }
+  free (a);
+}
+
+void
+s3_listing_free (struct s3_listing *l)
+{
+  if (l == NULL)
+    return;
+  free (l->objs);
+  arena_free (l->arena);
+  memset (l, 0, sizeof *l);
+}
+
+/* Makes room for one more object. */
+static int
+listing_reserve (struct s3_listing *l)
+{
+  struct s3_object *objs;
+  size_t cap;
+
+  if (l->n < l->cap)
+    return 0;
+  if (l->cap == 0)
+    cap = 1024;
+  else if (l->cap > SIZE_MAX / 2 / sizeof *objs)
+    return -1;
+  else
+    cap = l->cap * 2;
+  objs = realloc (l->objs, cap * sizeof *objs);
+  if (objs == NULL)
+    return -1;
+  l->objs = objs;
+  l->cap = cap;
+  return 0;
+}
+
+int
+s3_listing_add (struct s3_listing *l, const char *key, size_t keylen,
+                const char *etag, uint64_t size, int64_t mtime,
+                uint32_t mtime_nsec)
+{
+  struct s3_object *o;
+  size_t etaglen;
+  char *p;
+
+  if (etag == NULL)
+    etag = "";
+  etaglen = strlen (etag);
+  /* Key and etag go into one piece of the arena, each with its NUL. */
+  if (keylen > SIZE_MAX - 2 || etaglen > SIZE_MAX - 2 - keylen)
+    return -1;
+
+  if (listing_reserve (l) == -1)
+    return -1;
+  if (l->arena == NULL)
+    {
+      l->arena = calloc (1, sizeof *l->arena);
+      if (l->arena == NULL)
+        return -1;
+    }
+  p = arena_alloc (l->arena, keylen + 1 + etaglen + 1);
+  if (p == NULL)
+    return -1;
+
+  o = &l->objs[l->n++];
+  o->key = p;
+  memcpy (p, key, keylen);
+  p[keylen] = '\0';
+  o->etag = p + keylen + 1;
+  memcpy (o->etag, etag, etaglen + 1);
+  o->size = size;
+  o->mtime = mtime;
+  o->mtime_nsec = mtime_nsec;
+  return 0;
+}
+
+/* Byte order of the keys: strcmp compares as unsigned char, which for
+ * UTF-8 is code point order, as S3 lists.  Keys are unique in one
+ * listing; the rest only makes the order total, so that the same input
+ * always sorts the same way.
+ */
+static int
+compare_objects (const void *pa, const void *pb)
+{
+  const struct s3_object *a = pa, *b = pb;
+  int r;
+
+  r = strcmp (a->key, b->key);
+  if (r != 0)
+    return r;
+  r = strcmp (a->etag, b->etag);
+  if (r != 0)
+    return r;
+  if (a->size != b->size)
+    return a->size < b->size ? -1 : 1;
+  if (a->mtime != b->mtime)
+    return a->mtime < b->mtime ? -1 : 1;
+  if (a->mtime_nsec != b->mtime_nsec)
+    return a->mtime_nsec < b->mtime_nsec ? -1 : 1;
+  return 0;
+}
+
+void
+s3_listing_sort (struct s3_listing *l)
+{
+  if (l->n > 1)
+    qsort (l->objs, l->n, sizeof *l->objs, compare_objects);
+}
