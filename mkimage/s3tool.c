@@ -1,0 +1,459 @@
+/* s3bd-s3: a small command over libs3bd's S3 client, for the demo, the
+ * tests and benchmarks: list a prefix, read a range, HEAD, PUT, make a
+ * bucket, presign a URL.  See docs/s3bd-s3.md.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "s3bd/s3.h"
+
+static const char usage[] =
+  "usage: s3bd-s3 [OPTIONS] COMMAND ARGS\n"
+  "commands:\n"
+  "  ls s3://BUCKET/PREFIX        list objects: size, etag, mtime, key\n"
+  "  get s3://BUCKET/KEY          write the object (or --range) to stdout or -o\n"
+  "  head s3://BUCKET/KEY         print size, etag, mtime\n"
+  "  put s3://BUCKET/KEY FILE     upload FILE in one PUT\n"
+  "  mb s3://BUCKET               create a bucket\n"
+  "  presign s3://BUCKET/KEY      print a presigned GET URL\n"
+  "options:\n"
+  "  --endpoint URL      S3 endpoint (default: AWS_ENDPOINT_URL, profile, AWS)\n"
+  "  --region R          region (default: AWS_REGION, profile, us-east-1)\n"
+  "  --profile P         credentials/config profile\n"
+  "  --path-style        path-style addressing (default: auto)\n"
+  "  --virtual-hosted    virtual-hosted addressing\n"
+  "  --ca-file F         CA bundle for TLS\n"
+  "  --no-verify-tls     do not verify certificates (testing only)\n"
+  "  --anonymous         unsigned requests (public buckets)\n"
+  "  --connections N     transfers in flight (default 64)\n"
+  "  --retries N         attempts per request (default 8)\n"
+  "  --timeout-ms N      connect timeout (default 5000)\n"
+  "ls options:\n"
+  "  --parallel N        walk common prefixes with N listings in flight\n"
+  "  --max-keys N        page size\n"
+  "  --count             print only the summary\n"
+  "get options:\n"
+  "  --range OFF:LEN     bytes to read (default: the whole object)\n"
+  "  --if-match ETAG     fail if the object's ETag differs\n"
+  "  --chunk SIZE        bytes per ranged GET (default 8M)\n"
+  "  -o FILE             output file (default stdout)\n"
+  "  --discard           read and drop the bytes (benchmarks)\n"
+  "presign options:\n"
+  "  --expires SECONDS   default 3600\n"
+  "  -v, --verbose       timings on stderr\n";
+
+enum {
+  OPT_ENDPOINT = 256, OPT_REGION, OPT_PROFILE, OPT_PATH, OPT_VIRTUAL,
+  OPT_CA, OPT_NOVERIFY, OPT_ANON, OPT_CONN, OPT_RETRIES, OPT_TIMEOUT,
+  OPT_PARALLEL, OPT_MAXKEYS, OPT_COUNT, OPT_RANGE, OPT_IFMATCH, OPT_CHUNK,
+  OPT_DISCARD, OPT_EXPIRES,
+};
+
+static const struct option long_opts[] = {
+  { "endpoint", required_argument, NULL, OPT_ENDPOINT },
+  { "region", required_argument, NULL, OPT_REGION },
+  { "profile", required_argument, NULL, OPT_PROFILE },
+  { "path-style", no_argument, NULL, OPT_PATH },
+  { "virtual-hosted", no_argument, NULL, OPT_VIRTUAL },
+  { "ca-file", required_argument, NULL, OPT_CA },
+  { "no-verify-tls", no_argument, NULL, OPT_NOVERIFY },
+  { "anonymous", no_argument, NULL, OPT_ANON },
+  { "connections", required_argument, NULL, OPT_CONN },
+  { "retries", required_argument, NULL, OPT_RETRIES },
+  { "timeout-ms", required_argument, NULL, OPT_TIMEOUT },
+  { "parallel", required_argument, NULL, OPT_PARALLEL },
+  { "max-keys", required_argument, NULL, OPT_MAXKEYS },
+  { "count", no_argument, NULL, OPT_COUNT },
+  { "range", required_argument, NULL, OPT_RANGE },
+  { "if-match", required_argument, NULL, OPT_IFMATCH },
+  { "chunk", required_argument, NULL, OPT_CHUNK },
+  { "discard", no_argument, NULL, OPT_DISCARD },
+  { "expires", required_argument, NULL, OPT_EXPIRES },
+  { "verbose", no_argument, NULL, 'v' },
+  { "help", no_argument, NULL, 'h' },
+  { NULL, 0, NULL, 0 },
+};
+
+static struct {
+  unsigned parallel, max_keys, expires;
+  bool count, discard, verbose, have_range;
+  uint64_t off, len;
+  const char *if_match, *output;
+  size_t chunk;
+} o = { .expires = 3600 };
+
+static double
+now_s (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+/* Parses a size with an optional K/M/G/T suffix (powers of 1024). */
+static int
+parse_size (const char *s, uint64_t *out)
+{
+  char *end;
+  unsigned long long v;
+  unsigned shift = 0;
+
+  errno = 0;
+  v = strtoull (s, &end, 10);
+  if (errno || end == s)
+    return -1;
+  switch (*end)
+    {
+    case '\0': break;
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    default: return -1;
+    }
+  if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
+    return -1;
+  *out = (uint64_t) v << shift;
+  return 0;
+}
+
+static unsigned
+parse_uint (const char *opt, const char *s)
+{
+  uint64_t v;
+
+  if (parse_size (s, &v) == -1 || v > 1000000000)
+    {
+      fprintf (stderr, "s3bd-s3: %s: not a number: %s\n", opt, s);
+      exit (2);
+    }
+  return (unsigned) v;
+}
+
+static int
+write_all (int fd, const char *p, size_t n)
+{
+  while (n)
+    {
+      ssize_t w = write (fd, p, n);
+
+      if (w < 0)
+        {
+          if (errno == EINTR)
+            continue;
+          return -1;
+        }
+      p += w;
+      n -= (size_t) w;
+    }
+  return 0;
+}
+
+static void
+progress (void *arg, uint64_t objects, uint64_t requests)
+{
+  double *start = arg;
+
+  if (o.verbose && isatty (2))
+    fprintf (stderr, "\rlisted %" PRIu64 " objects, %" PRIu64
+             " requests, %.0f objects/s", objects, requests,
+             (double) objects / (now_s () - *start + 1e-9));
+}
+
+static int
+cmd_ls (struct s3_client *c, const char *bucket, const char *prefix)
+{
+  struct s3_listing l = { 0 };
+  struct s3bd_error err = { 0 };
+  double start = now_s (), t;
+  struct s3_list_opts lo = { .parallel = o.parallel, .max_keys = o.max_keys,
+                             .progress = progress, .progress_arg = &start };
+  uint64_t bytes = 0;
+
+  if (s3_list (c, bucket, prefix, &lo, &l, &err) == -1)
+    {
+      if (o.verbose && isatty (2))
+        fputc ('\n', stderr);
+      fprintf (stderr, "s3bd-s3: %s\n", err.msg);
+      return 1;
+    }
+  t = now_s () - start;
+  if (o.verbose && isatty (2))
+    fputc ('\n', stderr);
+  for (size_t i = 0; i < l.n; i++)
+    {
+      bytes += l.objs[i].size;
+      if (!o.count)
+        printf ("%" PRIu64 "\t%s\t%" PRId64 "\t%s\n", l.objs[i].size,
+                l.objs[i].etag, l.objs[i].mtime, l.objs[i].key);
+    }
+  if (o.count || o.verbose)
+    fprintf (o.count ? stdout : stderr,
+             "%zu objects, %" PRIu64 " bytes, %.3f s, %.0f keys/s\n", l.n,
+             bytes, t, (double) l.n / (t > 0 ? t : 1e-9));
+  s3_listing_free (&l);
+  return 0;
+}
+
+static int
+cmd_get (struct s3_client *c, const char *bucket, const char *key)
+{
+  struct s3bd_error err = { 0 };
+  uint64_t off = 0, len;
+  char *buf;
+  double start, t;
+  int fd = 1, ret = 1;
+
+  if (o.have_range)
+    {
+      off = o.off;
+      len = o.len;
+    }
+  else
+    {
+      struct s3_object_info info;
+
+      if (s3_head (c, bucket, key, &info, &err) == -1)
+        {
+          fprintf (stderr, "s3bd-s3: %s\n", err.msg);
+          return 1;
+        }
+      len = info.size;
+    }
+  if (len > SIZE_MAX || (buf = malloc (len ? (size_t) len : 1)) == NULL)
+    {
+      fprintf (stderr, "s3bd-s3: cannot allocate %" PRIu64 " bytes\n", len);
+      return 1;
+    }
+  start = now_s ();
+  if (s3_get (c, bucket, key, off, len, o.if_match, buf, o.chunk, &err) == -1)
+    {
+      fprintf (stderr, "s3bd-s3: %s\n", err.msg);
+      goto out;
+    }
+  t = now_s () - start;
+  if (o.verbose)
+    fprintf (stderr, "%" PRIu64 " bytes in %.3f s: %.1f MB/s\n", len, t,
+             (double) len / 1e6 / (t > 0 ? t : 1e-9));
+  if (!o.discard)
+    {
+      if (o.output
+          && (fd = open (o.output, O_WRONLY | O_CREAT | O_TRUNC, 0644)) < 0)
+        {
+          fprintf (stderr, "s3bd-s3: %s: %s\n", o.output, strerror (errno));
+          goto out;
+        }
+      if (write_all (fd, buf, (size_t) len) == -1
+          || (fd != 1 && close (fd) == -1))
+        {
+          fprintf (stderr, "s3bd-s3: %s: %s\n", o.output ? o.output
+                   : "stdout", strerror (errno));
+          goto out;
+        }
+    }
+  ret = 0;
+
+out:
+  free (buf);
+  return ret;
+}
+
+static int
+cmd_put (struct s3_client *c, const char *bucket, const char *key,
+         const char *file)
+{
+  struct s3bd_error err = { 0 };
+  struct stat st;
+  char etag[80];
+  char *buf = NULL;
+  size_t got = 0;
+  int fd, ret = 1;
+
+  if ((fd = open (file, O_RDONLY)) < 0 || fstat (fd, &st) == -1)
+    {
+      fprintf (stderr, "s3bd-s3: %s: %s\n", file, strerror (errno));
+      if (fd >= 0)
+        close (fd);
+      return 1;
+    }
+  if ((buf = malloc (st.st_size ? (size_t) st.st_size : 1)) == NULL)
+    {
+      fprintf (stderr, "s3bd-s3: %s: out of memory\n", file);
+      goto out;
+    }
+  while (got < (size_t) st.st_size)
+    {
+      ssize_t r = read (fd, buf + got, (size_t) st.st_size - got);
+
+      if (r <= 0)
+        {
+          fprintf (stderr, "s3bd-s3: %s: %s\n", file,
+                   r < 0 ? strerror (errno) : "file shrank while reading");
+          goto out;
+        }
+      got += (size_t) r;
+    }
+  if (s3_put (c, bucket, key, buf, got, etag, &err) == -1)
+    {
+      fprintf (stderr, "s3bd-s3: %s\n", err.msg);
+      goto out;
+    }
+  printf ("%s\n", etag);
+  ret = 0;
+
+out:
+  free (buf);
+  close (fd);
+  return ret;
+}
+
+int
+main (int argc, char **argv)
+{
+  struct s3_config cfg = { 0 };
+  struct s3_client *c = NULL;
+  struct s3bd_error err = { 0 };
+  char *bucket = NULL, *key = NULL;
+  const char *cmd;
+  int opt, ret = 1;
+
+  while ((opt = getopt_long (argc, argv, "o:vh", long_opts, NULL)) != -1)
+    switch (opt)
+      {
+      case OPT_ENDPOINT: cfg.endpoint = optarg; break;
+      case OPT_REGION: cfg.region = optarg; break;
+      case OPT_PROFILE: cfg.creds.profile = optarg; break;
+      case OPT_PATH: cfg.addressing = S3_ADDR_PATH; break;
+      case OPT_VIRTUAL: cfg.addressing = S3_ADDR_VIRTUAL; break;
+      case OPT_CA: cfg.ca_file = optarg; break;
+      case OPT_NOVERIFY: cfg.no_verify_tls = true; break;
+      case OPT_ANON: cfg.creds.anonymous = true; break;
+      case OPT_CONN: cfg.max_connections = parse_uint ("--connections",
+                                                       optarg); break;
+      case OPT_RETRIES: cfg.max_attempts = parse_uint ("--retries", optarg);
+        break;
+      case OPT_TIMEOUT: cfg.connect_timeout_ms = parse_uint ("--timeout-ms",
+                                                             optarg); break;
+      case OPT_PARALLEL: o.parallel = parse_uint ("--parallel", optarg);
+        break;
+      case OPT_MAXKEYS: o.max_keys = parse_uint ("--max-keys", optarg);
+        break;
+      case OPT_COUNT: o.count = true; break;
+      case OPT_RANGE:
+        {
+          char *colon = strchr (optarg, ':');
+
+          if (colon == NULL)
+            goto bad_range;
+          *colon = '\0';
+          if (parse_size (optarg, &o.off) == -1
+              || parse_size (colon + 1, &o.len) == -1 || o.len == 0)
+            goto bad_range;
+          o.have_range = true;
+          break;
+        bad_range:
+          fprintf (stderr, "s3bd-s3: --range wants OFFSET:LENGTH with "
+                   "LENGTH > 0\n");
+          return 2;
+        }
+      case OPT_IFMATCH: o.if_match = optarg; break;
+      case OPT_CHUNK:
+        {
+          uint64_t v;
+
+          if (parse_size (optarg, &v) == -1 || v == 0 || v > (1u << 30))
+            {
+              fprintf (stderr, "s3bd-s3: --chunk: 1 to 1G\n");
+              return 2;
+            }
+          o.chunk = (size_t) v;
+          break;
+        }
+      case OPT_DISCARD: o.discard = true; break;
+      case OPT_EXPIRES: o.expires = parse_uint ("--expires", optarg); break;
+      case 'o': o.output = optarg; break;
+      case 'v': o.verbose = true; break;
+      case 'h': fputs (usage, stdout); return 0;
+      default: fputs (usage, stderr); return 2;
+      }
+  if (optind + 2 > argc)
+    {
+      fputs (usage, stderr);
+      return 2;
+    }
+  cmd = argv[optind];
+  if (s3_parse_uri (argv[optind + 1], &bucket, &key, &err) == -1)
+    {
+      fprintf (stderr, "s3bd-s3: %s\n", err.msg);
+      return 2;
+    }
+  if (strcmp (cmd, "put") == 0 ? optind + 3 != argc : optind + 2 != argc)
+    {
+      fputs (usage, stderr);
+      goto out;
+    }
+  if (s3_client_new (&cfg, &c, &err) == -1)
+    {
+      fprintf (stderr, "s3bd-s3: %s\n", err.msg);
+      goto out;
+    }
+  if (strcmp (cmd, "ls") == 0)
+    ret = cmd_ls (c, bucket, key);
+  else if (strcmp (cmd, "get") == 0)
+    ret = cmd_get (c, bucket, key);
+  else if (strcmp (cmd, "head") == 0)
+    {
+      struct s3_object_info info;
+
+      if (s3_head (c, bucket, key, &info, &err) == -1)
+        fprintf (stderr, "s3bd-s3: %s\n", err.msg);
+      else
+        {
+          printf ("%" PRIu64 "\t%s\t%" PRId64 "\n", info.size, info.etag,
+                  info.mtime);
+          ret = 0;
+        }
+    }
+  else if (strcmp (cmd, "put") == 0)
+    ret = cmd_put (c, bucket, key, argv[optind + 2]);
+  else if (strcmp (cmd, "mb") == 0)
+    {
+      if (s3_create_bucket (c, bucket, &err) == -1)
+        fprintf (stderr, "s3bd-s3: %s\n", err.msg);
+      else
+        ret = 0;
+    }
+  else if (strcmp (cmd, "presign") == 0)
+    {
+      char *url = s3_presign_get (c, bucket, key, o.expires, &err);
+
+      if (url == NULL)
+        fprintf (stderr, "s3bd-s3: %s\n", err.msg);
+      else
+        {
+          printf ("%s\n", url);
+          free (url);
+          ret = 0;
+        }
+    }
+  else
+    {
+      fprintf (stderr, "s3bd-s3: unknown command: %s\n", cmd);
+      ret = 2;
+    }
+
+out:
+  s3_client_free (c);
+  free (bucket);
+  free (key);
+  return ret;
+}

@@ -1,0 +1,84 @@
+# s3bd integration tests: shared shell functions.  Source it first thing.
+#
+# Every test starts its own local S3 server (scripts/s3-server, about half a
+# second) so tests can run in parallel and never see each other's data.
+# A test that cannot run its prerequisite exits 77 (skip), never 0.
+
+set -euo pipefail
+export LC_ALL=C.UTF-8
+export AWS_EC2_METADATA_DISABLED=true
+# Never pick up the developer's own AWS files.
+export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
+unset AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 AWS_DEFAULT_REGION
+
+: "${S3BD_SOURCE_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+: "${S3BD_BUILD_DIR:=$S3BD_SOURCE_DIR/build}"
+S3BD_S3=$S3BD_BUILD_DIR/mkimage/s3bd-s3
+S3BD_TESTDATA=$S3BD_BUILD_DIR/tests/s3bd-testdata
+
+t_passed=0
+t_failed=0
+TMP=$(mktemp -d /tmp/s3bd-test.XXXXXX)
+
+skip () { echo "SKIP: $*" >&2; exit 77; }
+
+cleanup () {
+  if [ -n "${S3BD_TEST_SERVER_DIR:-}" ]; then
+    "$S3BD_SOURCE_DIR/scripts/s3-server" stop "$S3BD_TEST_SERVER_DIR" || true
+  fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+# Starts a local S3 server and exports its endpoint and credentials.
+start_server () {
+  /usr/bin/python3 -c 'import swift, botocore' 2>/dev/null \
+    || skip "Debian's python3-swift and python3-botocore are needed (scripts/install-deps)"
+  [ -x "$S3BD_S3" ] || skip "$S3BD_S3 not built"
+  local env
+  env=$("$S3BD_SOURCE_DIR/scripts/s3-server" start "$TMP/server") \
+    || { echo "FAIL: the local S3 server did not start" >&2; exit 1; }
+  eval "$env"
+}
+
+# s3bd-s3 against the local server.
+s3 () { "$S3BD_S3" --endpoint "$S3BD_TEST_ENDPOINT" --path-style "$@"; }
+
+# Uploads objects listed in a spec file ("SIZE KEY" lines) under
+# s3://BUCKET/PREFIX with the test pattern as contents.
+upload () { "$S3BD_TESTDATA" upload --endpoint "$S3BD_TEST_ENDPOINT" "$@"; }
+
+# check DESCRIPTION COMMAND...: runs the command, counts pass or fail.
+check () {
+  local what=$1
+  shift
+  if "$@"; then
+    echo "ok: $what"
+    t_passed=$((t_passed + 1))
+  else
+    echo "FAIL: $what" >&2
+    t_failed=$((t_failed + 1))
+  fi
+}
+
+# expect_error DESCRIPTION PATTERN COMMAND...: the command must fail and
+# print a message matching PATTERN (grep -E) on stderr.
+expect_error () {
+  local what=$1 pattern=$2 out
+  shift 2
+  if out=$("$@" 2>&1 >/dev/null); then
+    echo "FAIL: $what: succeeded, expected an error" >&2
+    t_failed=$((t_failed + 1))
+  elif grep -Eq -- "$pattern" <<<"$out"; then
+    echo "ok: $what: $out"
+    t_passed=$((t_passed + 1))
+  else
+    echo "FAIL: $what: message '$out' does not match '$pattern'" >&2
+    t_failed=$((t_failed + 1))
+  fi
+}
+
+finish () {
+  echo "$t_passed passed, $t_failed failed"
+  [ "$t_failed" -eq 0 ] && [ "$t_passed" -gt 0 ]
+}
