@@ -1,0 +1,103 @@
+/* s3bd: what creds.c (the chain), ini.c (the shared files) and imds.c
+ * (instance metadata) share.  Private to lib/.
+ */
+#ifndef S3BD_CREDSINT_H
+#define S3BD_CREDSINT_H
+
+#include <ctype.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "s3bd/creds.h"
+#include "s3bd/error.h"
+
+/* The metadata endpoint, "http[s]://host[:port]" without a trailing '/',
+ * fits in this many bytes with its NUL.
+ */
+#define IMDS_ENDPOINT_SIZE 512
+
+/* ---- Small helpers ---- */
+
+/* Inline rather than exported: the names are too plain for the library's
+ * global namespace.
+ */
+static inline const char *
+getenv_set (const char *name)
+{
+  const char *v = getenv (name);
+
+  return v && *v ? v : NULL;
+}
+
+static inline bool
+nonempty (const char *s)
+{
+  return s && *s;
+}
+
+static inline char *
+trim (char *s)
+{
+  char *e;
+
+  while (isspace ((unsigned char)*s))
+    s++;
+  e = s + strlen (s);
+  while (e > s && isspace ((unsigned char)e[-1]))
+    e--;
+  *e = '\0';
+  return s;
+}
+
+/* ---- creds.c ---- */
+
+/* Fills *c with a key pair and an optional session token.  `where` names
+ * the source for messages; the values are never quoted.  On error *c is
+ * wiped.
+ */
+int set_creds (struct s3_creds *c, const char *access_key,
+               const char *secret_key, const char *session_token,
+               const char *where, struct s3bd_error *err);
+
+/* ---- ini.c: the shared files ---- */
+
+/* The path of a shared file: the environment variable (with "~/"
+ * expanded, as botocore does), else ~/.aws/LEAF.  An empty path means
+ * there is no file (HOME is unset).
+ */
+int shared_file_path (const char *envname, const char *leaf, char *path,
+                      size_t size, struct s3bd_error *err);
+
+/* What one file says about one profile.  The keys are malloc'd secrets:
+ * release them with profile_scan_free.
+ */
+struct profile_scan
+{
+  const char *profile;
+  bool config_file;
+  bool found; /* the section exists */
+  bool nomem;
+  char *access_key;
+  char *secret_key;
+  char *session_token;
+  const char *unsupported; /* from unsupported_keys in ini.c */
+};
+
+/* Scans the file at path (none when path is empty; a missing file is not
+ * an error) for ps->profile.  Returns 0, or -1 with err set.
+ */
+int profile_scan_file (const char *path, struct profile_scan *ps,
+                       struct s3bd_error *err);
+void profile_scan_free (struct profile_scan *ps);
+
+/* ---- imds.c: instance metadata ---- */
+
+/* Step 4: token, role name, the role's credentials.  Fills *c (with its
+ * expiration) and role.  Returns 0, or -1 with err set.
+ */
+int imds_fetch (const char *endpoint, unsigned timeout_s, struct s3_creds *c,
+                char *role, size_t role_size, struct s3bd_error *err);
+
+#endif
