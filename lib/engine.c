@@ -626,9 +626,11 @@ http_error (struct attempt *a, int status)
     case 404:
       if (strcmp (code, "NoSuchBucket") == 0)
         s3bd_fail (&r->err, S3BD_ENOBUCKET, "no such bucket");
-      else if (strcmp (code, "NoSuchKey") == 0
-               || (code[0] == '\0' && r->key && r->key[0]))
+      else if (strcmp (code, "NoSuchKey") == 0)
         s3bd_fail (&r->err, S3BD_ENOKEY, "no such key");
+      else if (code[0] == '\0' && r->method == S3_HEAD)
+        /* A HEAD response has no body to tell key from bucket. */
+        s3bd_fail (&r->err, S3BD_ENOKEY, "no such key (or no such bucket)");
       else
         s3bd_fail (&r->err, S3BD_EHTTP, "not found (HTTP 404%s%s)",
                    code[0] ? " " : "", code);

@@ -36,7 +36,7 @@ expect_error "missing bucket" "^s3bd-s3: LIST s3://no-such-bucket/: no such buck
   s3 ls s3://no-such-bucket/
 expect_error "missing bucket on GET" "no such (bucket|key)" \
   s3 get --range 0:10 s3://no-such-bucket/obj
-expect_error "missing key (HEAD)" "^s3bd-s3: HEAD s3://errs/nope: no such key$" \
+expect_error "missing key (HEAD)" "^s3bd-s3: HEAD s3://errs/nope: no such key \\(or no such bucket\\)$" \
   s3 head s3://errs/nope
 expect_error "missing key (GET)" "^s3bd-s3: GET s3://errs/nope bytes 0-9: no such key$" \
   s3 get --range 0:10 s3://errs/nope
