@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "arena.h"
 #include "s3bd/s3.h"
 
 /* Large enough that a listing of a million objects uses a few hundred
@@ -52,9 +53,14 @@ arena_block_new (size_t cap)
   return b;
 }
 
-/* Returns len bytes that live as long as the arena, or NULL. */
-static char *
-arena_alloc (struct s3_arena *a, size_t len)
+struct s3_arena *
+s3_arena_new (void)
+{
+  return calloc (1, sizeof (struct s3_arena));
+}
+
+char *
+s3_arena_alloc (struct s3_arena *a, size_t len)
 {
   struct arena_block *b = a->head;
   char *p;
@@ -90,8 +96,23 @@ arena_alloc (struct s3_arena *a, size_t len)
   return b->data;
 }
 
-static void
-arena_free (struct s3_arena *a)
+char *
+s3_arena_strndup (struct s3_arena *a, const char *s, size_t len)
+{
+  char *p;
+
+  if (len == SIZE_MAX)
+    return NULL;
+  p = s3_arena_alloc (a, len + 1);
+  if (p == NULL)
+    return NULL;
+  memcpy (p, s, len);
+  p[len] = '\0';
+  return p;
+}
+
+void
+s3_arena_free (struct s3_arena *a)
 {
   struct arena_block *b, *next;
 
@@ -111,7 +132,7 @@ s3_listing_free (struct s3_listing *l)
   if (l == NULL)
     return;
   free (l->objs);
-  arena_free (l->arena);
+  s3_arena_free (l->arena);
   memset (l, 0, sizeof *l);
 }
 
@@ -158,11 +179,11 @@ s3_listing_add (struct s3_listing *l, const char *key, size_t keylen,
     return -1;
   if (l->arena == NULL)
     {
-      l->arena = calloc (1, sizeof *l->arena);
+      l->arena = s3_arena_new ();
       if (l->arena == NULL)
         return -1;
     }
-  p = arena_alloc (l->arena, keylen + 1 + etaglen + 1);
+  p = s3_arena_alloc (l->arena, keylen + 1 + etaglen + 1);
   if (p == NULL)
     return -1;
 

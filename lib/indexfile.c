@@ -1,0 +1,260 @@
+/* s3bd: index files and look-up.  index_write_file replaces a file
+ * atomically (a temporary file, fsync, rename, fsync of the directory);
+ * index_read_file reads and decodes one; index_lookup says what a block
+ * of the device holds.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "s3bd/error.h"
+#include "s3bd/index.h"
+
+#include "indexint.h"
+
+/* ---- Files ---- */
+
+static int
+write_all (int fd, const unsigned char *p, size_t len)
+{
+  while (len > 0)
+    {
+      ssize_t r = write (fd, p, len);
+
+      if (r == -1 && errno == EINTR)
+        continue;
+      if (r == -1)
+        return -1;
+      p += r;
+      len -= (size_t)r;
+    }
+  return 0;
+}
+
+/* Makes the rename durable: fsync the directory holding path. */
+static int
+sync_dir (const char *path, struct s3bd_error *err)
+{
+  const char *slash = strrchr (path, '/');
+  char *dir;
+  int fd, r = 0;
+
+  if (slash == NULL)
+    dir = strdup (".");
+  else if (slash == path)
+    dir = strdup ("/");
+  else
+    dir = strndup (path, (size_t)(slash - path));
+  if (dir == NULL)
+    return oom (err);
+  fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd == -1 || fsync (fd) == -1)
+    r = s3bd_fail (err, S3BD_EIO, "writing index %s: syncing directory %s: %s",
+                   path, dir, strerror (errno));
+  if (fd >= 0)
+    close (fd);
+  free (dir);
+  return r;
+}
+
+int
+index_write_file (const struct s3bd_index *idx, const char *path,
+                  struct s3bd_error *err)
+{
+  static const char suffix[] = ".tmp.XXXXXX";
+  void *buf;
+  size_t len, plen = strlen (path);
+  char *tmp;
+  int fd, e;
+
+  if (index_encode (idx, &buf, &len, err) == -1)
+    {
+      s3bd_error_prefix (err, "writing index %s", path);
+      return -1;
+    }
+  tmp = malloc (plen + sizeof suffix);
+  if (tmp == NULL)
+    {
+      free (buf);
+      return oom (err);
+    }
+  memcpy (tmp, path, plen);
+  memcpy (tmp + plen, suffix, sizeof suffix);
+
+  fd = mkstemp (tmp);
+  if (fd == -1)
+    {
+      s3bd_fail (err, S3BD_EIO, "writing index %s: creating %s: %s", path, tmp,
+                 strerror (errno));
+      free (tmp);
+      free (buf);
+      return -1;
+    }
+  /* mkstemp makes it 0600; an index is shared with readers. */
+  if (fchmod (fd, 0644) == -1 || write_all (fd, buf, len) == -1
+      || fsync (fd) == -1)
+    {
+      e = errno;
+      close (fd);
+      goto fail;
+    }
+  if (close (fd) == -1)
+    {
+      e = errno;
+      goto fail;
+    }
+  if (rename (tmp, path) == -1)
+    {
+      e = errno;
+      goto fail;
+    }
+  free (tmp);
+  free (buf);
+  /* The new file is in place; a failure here only leaves its durability
+   * in doubt, and is still reported.
+   */
+  return sync_dir (path, err);
+
+fail:
+  s3bd_fail (err, S3BD_EIO, "writing index %s: %s", path, strerror (e));
+  unlink (tmp);
+  free (tmp);
+  free (buf);
+  return -1;
+}
+
+int
+index_read_file (const char *path, struct s3bd_index *idx,
+                 struct s3bd_error *err)
+{
+  struct stat sb;
+  unsigned char *buf;
+  size_t len, got = 0;
+  int fd, r;
+
+  memset (idx, 0, sizeof *idx);
+  fd = open (path, O_RDONLY | O_CLOEXEC);
+  if (fd == -1)
+    return s3bd_fail (err, S3BD_EIO, "reading index %s: %s", path,
+                      strerror (errno));
+  if (fstat (fd, &sb) == -1)
+    {
+      r = s3bd_fail (err, S3BD_EIO, "reading index %s: %s", path,
+                     strerror (errno));
+      close (fd);
+      return r;
+    }
+  if (!S_ISREG (sb.st_mode) || (uint64_t)sb.st_size > SIZE_MAX)
+    {
+      close (fd);
+      return s3bd_fail (err, S3BD_EINVAL,
+                        "reading index %s: not a regular file", path);
+    }
+  len = (size_t)sb.st_size;
+  buf = malloc (len ? len : 1);
+  if (buf == NULL)
+    {
+      close (fd);
+      return oom (err);
+    }
+  while (got < len)
+    {
+      ssize_t n = read (fd, buf + got, len - got);
+
+      if (n == -1 && errno == EINTR)
+        continue;
+      if (n <= 0)
+        {
+          r = s3bd_fail (err, S3BD_EIO, "reading index %s: %s", path,
+                         n == 0 ? "file shrank while read" : strerror (errno));
+          close (fd);
+          free (buf);
+          return r;
+        }
+      got += (size_t)n;
+    }
+  close (fd);
+  r = index_decode (buf, len, idx, err);
+  free (buf);
+  if (r == -1)
+    s3bd_error_prefix (err, "%s", path);
+  return r;
+}
+
+/* ---- Look-up ---- */
+
+int
+index_lookup (const struct s3bd_index *idx, uint64_t block,
+              struct index_lookup *out)
+{
+  uint64_t lo, hi, mid, next = idx->device_blocks;
+
+  memset (out, 0, sizeof *out);
+  if (block >= idx->device_blocks)
+    return -1;
+
+  /* lo = the first run that starts after block. */
+  lo = 0;
+  hi = idx->nruns;
+  while (lo < hi)
+    {
+      mid = lo + (hi - lo) / 2;
+      if (idx->runs[mid].block <= block)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  if (lo > 0 && block - idx->runs[lo - 1].block < idx->runs[lo - 1].count)
+    {
+      const struct index_meta_run *r = &idx->runs[lo - 1];
+      uint64_t off = block - r->block;
+      uint64_t c = r->first + (r->repeated ? 0 : off);
+
+      out->kind = INDEX_META;
+      out->count = r->count - off;
+      out->meta = idx->content + c * idx->block_size;
+      return 0;
+    }
+  if (lo < idx->nruns)
+    next = idx->runs[lo].block;
+
+  /* lo = the first object that starts after block.  An empty object
+   * sorts before a non-empty one at the same block, so lo - 1 is the
+   * only object that can hold block.
+   */
+  lo = 0;
+  hi = idx->nobjects;
+  while (lo < hi)
+    {
+      mid = lo + (hi - lo) / 2;
+      if (idx->objects[mid].first_block <= block)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+  if (lo > 0)
+    {
+      const struct index_object *o = &idx->objects[lo - 1];
+      uint64_t nb = object_blocks (o->size, idx->block_size);
+
+      if (block - o->first_block < nb)
+        {
+          out->kind = INDEX_DATA;
+          out->object = lo - 1;
+          out->object_block = block - o->first_block;
+          out->count = nb - out->object_block;
+          return 0;
+        }
+    }
+  if (lo < idx->nobjects && idx->objects[lo].first_block < next)
+    next = idx->objects[lo].first_block;
+
+  out->kind = INDEX_HOLE;
+  out->count = next - block;
+  return 0;
+}
