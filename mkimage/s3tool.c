@@ -4,7 +4,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include "s3bd/s3.h"
+#include "s3opts.h"
 
 static const char usage[] =
   "usage: s3bd-s3 [OPTIONS] COMMAND ARGS\n"
@@ -24,18 +24,6 @@ static const char usage[] =
   "  put s3://BUCKET/KEY FILE     upload FILE in one PUT\n"
   "  mb s3://BUCKET               create a bucket\n"
   "  presign s3://BUCKET/KEY      print a presigned GET URL\n"
-  "options:\n"
-  "  --endpoint URL      S3 endpoint (default: AWS_ENDPOINT_URL, profile, AWS)\n"
-  "  --region R          region (default: AWS_REGION, profile, us-east-1)\n"
-  "  --profile P         credentials/config profile\n"
-  "  --path-style        path-style addressing (default: auto)\n"
-  "  --virtual-hosted    virtual-hosted addressing\n"
-  "  --ca-file F         CA bundle for TLS\n"
-  "  --no-verify-tls     do not verify certificates (testing only)\n"
-  "  --anonymous         unsigned requests (public buckets)\n"
-  "  --connections N     transfers in flight (default 64)\n"
-  "  --retries N         attempts per request (default 8)\n"
-  "  --timeout-ms N      connect timeout (default 5000)\n"
   "ls options:\n"
   "  --parallel N        walk common prefixes with N listings in flight\n"
   "  --max-keys N        page size\n"
@@ -50,27 +38,15 @@ static const char usage[] =
   "                      cache, allocated before the clock starts\n"
   "presign options:\n"
   "  --expires SECONDS   default 3600\n"
-  "  -v, --verbose       timings on stderr\n";
+  "  -v, --verbose       timings on stderr\n"
+  "\n";
 
 enum {
-  OPT_ENDPOINT = 256, OPT_REGION, OPT_PROFILE, OPT_PATH, OPT_VIRTUAL,
-  OPT_CA, OPT_NOVERIFY, OPT_ANON, OPT_CONN, OPT_RETRIES, OPT_TIMEOUT,
-  OPT_PARALLEL, OPT_MAXKEYS, OPT_COUNT, OPT_RANGE, OPT_IFMATCH, OPT_CHUNK,
-  OPT_DISCARD, OPT_EXPIRES,
+  OPT_PARALLEL = 256, OPT_MAXKEYS, OPT_COUNT, OPT_RANGE, OPT_IFMATCH,
+  OPT_CHUNK, OPT_DISCARD, OPT_EXPIRES,
 };
 
-static const struct option long_opts[] = {
-  { "endpoint", required_argument, NULL, OPT_ENDPOINT },
-  { "region", required_argument, NULL, OPT_REGION },
-  { "profile", required_argument, NULL, OPT_PROFILE },
-  { "path-style", no_argument, NULL, OPT_PATH },
-  { "virtual-hosted", no_argument, NULL, OPT_VIRTUAL },
-  { "ca-file", required_argument, NULL, OPT_CA },
-  { "no-verify-tls", no_argument, NULL, OPT_NOVERIFY },
-  { "anonymous", no_argument, NULL, OPT_ANON },
-  { "connections", required_argument, NULL, OPT_CONN },
-  { "retries", required_argument, NULL, OPT_RETRIES },
-  { "timeout-ms", required_argument, NULL, OPT_TIMEOUT },
+static const struct option own_opts[] = {
   { "parallel", required_argument, NULL, OPT_PARALLEL },
   { "max-keys", required_argument, NULL, OPT_MAXKEYS },
   { "count", no_argument, NULL, OPT_COUNT },
@@ -99,33 +75,6 @@ now_s (void)
 
   clock_gettime (CLOCK_MONOTONIC, &ts);
   return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
-/* Parses a size with an optional K/M/G/T suffix (powers of 1024). */
-static int
-parse_size (const char *s, uint64_t *out)
-{
-  char *end;
-  unsigned long long v;
-  unsigned shift = 0;
-
-  errno = 0;
-  v = strtoull (s, &end, 10);
-  if (errno || end == s)
-    return -1;
-  switch (*end)
-    {
-    case '\0': break;
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    default: return -1;
-    }
-  if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
-    return -1;
-  *out = (uint64_t) v << shift;
-  return 0;
 }
 
 static unsigned
@@ -424,23 +373,18 @@ main (int argc, char **argv)
   const char *cmd;
   int opt, ret = 1;
 
+  struct option long_opts[64];
+
+  s3opts_merge (own_opts, long_opts, 64);
   while ((opt = getopt_long (argc, argv, "o:vh", long_opts, NULL)) != -1)
+    {
+    if (opt >= S3OPTS_FIRST && opt <= S3OPTS_LAST)
+      {
+        s3opts_apply ("s3bd-s3", opt, optarg, &cfg);
+        continue;
+      }
     switch (opt)
       {
-      case OPT_ENDPOINT: cfg.endpoint = optarg; break;
-      case OPT_REGION: cfg.region = optarg; break;
-      case OPT_PROFILE: cfg.creds.profile = optarg; break;
-      case OPT_PATH: cfg.addressing = S3_ADDR_PATH; break;
-      case OPT_VIRTUAL: cfg.addressing = S3_ADDR_VIRTUAL; break;
-      case OPT_CA: cfg.ca_file = optarg; break;
-      case OPT_NOVERIFY: cfg.no_verify_tls = true; break;
-      case OPT_ANON: cfg.creds.anonymous = true; break;
-      case OPT_CONN: cfg.max_connections = parse_uint ("--connections",
-                                                       optarg); break;
-      case OPT_RETRIES: cfg.max_attempts = parse_uint ("--retries", optarg);
-        break;
-      case OPT_TIMEOUT: cfg.connect_timeout_ms = parse_uint ("--timeout-ms",
-                                                             optarg); break;
       case OPT_PARALLEL: o.parallel = parse_uint ("--parallel", optarg);
         break;
       case OPT_MAXKEYS: o.max_keys = parse_uint ("--max-keys", optarg);
@@ -480,9 +424,10 @@ main (int argc, char **argv)
       case OPT_EXPIRES: o.expires = parse_uint ("--expires", optarg); break;
       case 'o': o.output = optarg; break;
       case 'v': o.verbose = true; break;
-      case 'h': fputs (usage, stdout); return 0;
+      case 'h': fputs (usage, stdout); fputs (s3opts_help, stdout); return 0;
       default: fputs (usage, stderr); return 2;
       }
+    }
   if (optind + 2 > argc)
     {
       fputs (usage, stderr);

@@ -9,12 +9,21 @@
  *       line, so it may hold spaces); each object PREFIX+RELATIVE-KEY gets
  *       the pattern of its full key.  Up to 16 PUTs in flight and 2 GiB of
  *       bodies in memory.  Credentials come from the environment.
+ *   s3bd-testdata fill IMAGE < DUMP
+ *       DUMP is `s3bd-mkimage --dump` output (PATH, s3://B/KEY, ETAG, SIZE,
+ *       FIRST-BLOCK, BLOCKS); writes each object's pattern bytes at its
+ *       recorded place in the materialised IMAGE.
+ *   s3bd-testdata verify DIR < DUMP
+ *       checks that DIR/PATH holds exactly SIZE bytes of KEY's pattern for
+ *       every line; prints the number of files and bytes checked.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -230,9 +239,123 @@ out:
   return failed;
 }
 
+/* One line of s3bd-mkimage --dump: tab-separated fields. */
+struct dump_line {
+  char *path, *key;
+  uint64_t size, first_block;
+};
+
+static int
+parse_dump_line (char *line, struct dump_line *d)
+{
+  char *f[6];
+  size_t n = 0;
+
+  for (char *p = line; p && n < 6; n++)
+    {
+      f[n] = p;
+      p = strchr (p, '\t');
+      if (p)
+        *p++ = '\0';
+    }
+  if (n != 6 || strncmp (f[1], "s3://", 5) != 0
+      || strchr (f[1] + 5, '/') == NULL)
+    return -1;
+  d->path = f[0];
+  d->key = strchr (f[1] + 5, '/') + 1;
+  d->size = strtoull (f[3], NULL, 10);
+  d->first_block = strtoull (f[4], NULL, 10);
+  return 0;
+}
+
+static int
+cmd_fill_or_verify (const char *target, bool fill)
+{
+  static unsigned char buf[1 << 20], got[1 << 20];
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  uint64_t files = 0, bytes = 0;
+  int img = -1, ret = 0;
+
+  if (fill && (img = open (target, O_WRONLY)) < 0)
+    {
+      fprintf (stderr, "s3bd-testdata: %s: %s\n", target, strerror (errno));
+      return 1;
+    }
+  while (ret == 0 && (len = getline (&line, &cap, stdin)) != -1)
+    {
+      struct dump_line d;
+      uint64_t seed, off = 0;
+      int fd = -1;
+
+      if (len && line[len - 1] == '\n')
+        line[len - 1] = '\0';
+      if (parse_dump_line (line, &d) == -1)
+        {
+          fprintf (stderr, "s3bd-testdata: not a dump line: %s\n", line);
+          ret = 1;
+          break;
+        }
+      seed = pattern_seed (d.key);
+      if (!fill)
+        {
+          char path[8192];
+          struct stat st;
+
+          snprintf (path, sizeof path, "%s/%s", target, d.path);
+          if ((fd = open (path, O_RDONLY)) < 0 || fstat (fd, &st) == -1
+              || (uint64_t) st.st_size != d.size)
+            {
+              fprintf (stderr, "s3bd-testdata: %s: %s\n", path,
+                       fd < 0 ? strerror (errno) : "wrong size");
+              ret = 1;
+              if (fd >= 0)
+                close (fd);
+              break;
+            }
+        }
+      while (off < d.size)
+        {
+          size_t n = d.size - off < sizeof buf ? (size_t) (d.size - off)
+                                               : sizeof buf;
+
+          pattern_fill (seed, off, buf, n);
+          if (fill
+              ? pwrite (img, buf, n, (off_t) (d.first_block * 4096 + off))
+                  != (ssize_t) n
+              : pread (fd, got, n, (off_t) off) != (ssize_t) n
+                  || memcmp (buf, got, n) != 0)
+            {
+              fprintf (stderr, "s3bd-testdata: %s: %s at offset %" PRIu64
+                       "\n", d.path, fill ? "write failed" : "wrong bytes",
+                       off);
+              ret = 1;
+              break;
+            }
+          off += n;
+        }
+      if (fd >= 0)
+        close (fd);
+      files++;
+      bytes += d.size;
+    }
+  free (line);
+  if (img >= 0 && close (img) == -1)
+    ret = 1;
+  if (ret == 0)
+    printf ("%" PRIu64 " files, %" PRIu64 " bytes %s\n", files, bytes,
+            fill ? "written" : "verified");
+  return ret;
+}
+
 int
 main (int argc, char **argv)
 {
+  if (argc == 3 && strcmp (argv[1], "fill") == 0)
+    return cmd_fill_or_verify (argv[2], true);
+  if (argc == 3 && strcmp (argv[1], "verify") == 0)
+    return cmd_fill_or_verify (argv[2], false);
   if (argc == 4 && strcmp (argv[1], "gen") == 0)
     return cmd_gen (argv[2], argv[3]);
   if ((argc == 4 || argc == 5) && strcmp (argv[1], "check") == 0)
@@ -244,6 +367,8 @@ main (int argc, char **argv)
            "usage: s3bd-testdata gen KEY SIZE\n"
            "       s3bd-testdata check KEY OFFSET [FILE]\n"
            "       s3bd-testdata upload --endpoint URL s3://BUCKET/PREFIX "
-           "SPEC\n");
+           "SPEC\n"
+           "       s3bd-testdata fill IMAGE < DUMP\n"
+           "       s3bd-testdata verify DIR < DUMP\n");
   return 2;
 }
