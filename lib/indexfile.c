@@ -63,26 +63,17 @@ sync_dir (const char *path, struct s3bd_error *err)
 }
 
 int
-index_write_file (const struct s3bd_index *idx, const char *path,
-                  struct s3bd_error *err)
+index_write_encoded (const void *buf, size_t len, const char *path,
+                     struct s3bd_error *err)
 {
   static const char suffix[] = ".tmp.XXXXXX";
-  void *buf;
-  size_t len, plen = strlen (path);
+  size_t plen = strlen (path);
   char *tmp;
   int fd, e;
 
-  if (index_encode (idx, &buf, &len, err) == -1)
-    {
-      s3bd_error_prefix (err, "writing index %s", path);
-      return -1;
-    }
   tmp = malloc (plen + sizeof suffix);
   if (tmp == NULL)
-    {
-      free (buf);
-      return oom (err);
-    }
+    return oom (err);
   memcpy (tmp, path, plen);
   memcpy (tmp + plen, suffix, sizeof suffix);
 
@@ -92,7 +83,6 @@ index_write_file (const struct s3bd_index *idx, const char *path,
       s3bd_fail (err, S3BD_EIO, "writing index %s: creating %s: %s", path, tmp,
                  strerror (errno));
       free (tmp);
-      free (buf);
       return -1;
     }
   /* mkstemp makes it 0600; an index is shared with readers. */
@@ -114,7 +104,6 @@ index_write_file (const struct s3bd_index *idx, const char *path,
       goto fail;
     }
   free (tmp);
-  free (buf);
   /* The new file is in place; a failure here only leaves its durability
    * in doubt, and is still reported.
    */
@@ -124,8 +113,25 @@ fail:
   s3bd_fail (err, S3BD_EIO, "writing index %s: %s", path, strerror (e));
   unlink (tmp);
   free (tmp);
-  free (buf);
   return -1;
+}
+
+int
+index_write_file (const struct s3bd_index *idx, const char *path,
+                  struct s3bd_error *err)
+{
+  void *buf;
+  size_t len;
+  int r;
+
+  if (index_encode (idx, &buf, &len, err) == -1)
+    {
+      s3bd_error_prefix (err, "writing index %s", path);
+      return -1;
+    }
+  r = index_write_encoded (buf, len, path, err);
+  free (buf);
+  return r;
 }
 
 int

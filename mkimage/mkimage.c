@@ -648,6 +648,8 @@ build (const struct opts *o, const struct s3_config *cfg, const char *uri)
     }
   if (index_encode (&idx, &enc, &enc_len, &err) == -1)
     goto fail;
+  if (o->output && index_write_encoded (enc, enc_len, o->output, &err) == -1)
+    goto fail;
   if (o->upload)
     {
       char *ub, *uk;
@@ -655,30 +657,25 @@ build (const struct opts *o, const struct s3_config *cfg, const char *uri)
 
       progress_phase (o, "uploading the index");
       if (s3_parse_uri (o->upload, &ub, &uk, &err) == -1)
-        goto fail;
+        goto fail_unlink;
       if (c == NULL && s3_client_new (cfg, &c, &err) == -1)
         {
           free (ub);
           free (uk);
-          goto fail;
+          goto fail_unlink;
         }
       if (s3_put (c, ub, uk, enc, enc_len, etag, &err) == -1)
         {
           free (ub);
           free (uk);
-          goto fail;
+          goto fail_unlink;
         }
       free (ub);
       free (uk);
     }
-  if (o->output && index_write_file (&idx, o->output, &err) == -1)
-    goto fail;
+  /* The report last: uploads cannot be taken back. */
   if (o->report && write_report (o->report, &ds, &err) == -1)
-    {
-      if (o->output)
-        unlink (o->output);
-      goto fail;
-    }
+    goto fail_unlink;
   if (!o->quiet)
     {
       double t = now_s () - start;
@@ -694,6 +691,10 @@ build (const struct opts *o, const struct s3_config *cfg, const char *uri)
   ret = 0;
   goto out;
 
+fail_unlink:
+  /* Never leave an index behind a failed build. */
+  if (o->output)
+    unlink (o->output);
 fail:
   if (show_progress (o))
     fputs ("\r\033[K", stderr);

@@ -115,6 +115,9 @@ int index_decode (const void *buf, size_t len, struct s3bd_index *idx,
  */
 int index_write_file (const struct s3bd_index *idx, const char *path,
                       struct s3bd_error *err);
+/* The same, for an index already encoded with index_encode. */
+int index_write_encoded (const void *buf, size_t len, const char *path,
+                         struct s3bd_error *err);
 int index_read_file (const char *path, struct s3bd_index *idx,
                      struct s3bd_error *err);
 
