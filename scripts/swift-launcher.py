@@ -16,6 +16,19 @@
 # one-device rings naming those ports, load the WSGI apps, serve on the
 # already-bound sockets, then write the proxy port to DIR/port (readiness).
 #
+# Options (environment; scripts/s3-server validates and passes them):
+#   S3BD_S3_WORKERS=N  (default 1) after loading the apps, fork N-1 more
+#       processes that serve the same already-bound sockets (so the ports in
+#       the rings stay valid for all of them): uses N cores.  Each process
+#       keeps its own DictMemcache; they share a generation number so that
+#       a change of an account or container in one invalidates the cached
+#       info in all (see DictMemcache).  The workers leave when the first
+#       process does (checked every 2 s); it exits if a worker dies.
+#   S3BD_S3_TLS=1  serve the proxy (S3) over HTTPS with DIR/ca.pem (a
+#       self-signed certificate) and DIR/key.pem, which scripts/s3-server
+#       makes with openssl.  The object/container/account servers, reached
+#       by the proxy only, stay plain HTTP.
+#
 # Credentials: access key "test:tester", secret "testing" (tempauth, .admin);
 # region us-east-1.  Log: stderr (scripts/s3-server sends it to DIR/server.log);
 # warnings and errors only, unless S3BD_SWIFT_DEBUG=1 (adds one access-log line
@@ -28,6 +41,16 @@ if len(sys.argv) != 2 or sys.argv[1].startswith('-'):
     sys.exit('usage: swift-launcher.py DIR')
 DIR = os.path.abspath(sys.argv[1])
 DEBUG = os.environ.get('S3BD_SWIFT_DEBUG', '') not in ('', '0')
+_workers = os.environ.get('S3BD_S3_WORKERS', '') or '1'
+if not _workers.isdigit() or not 1 <= int(_workers) <= 64:
+    sys.exit('swift-launcher: S3BD_S3_WORKERS=%s: want 1 to 64' % _workers)
+WORKERS = int(_workers)
+_tls = os.environ.get('S3BD_S3_TLS', '')
+if _tls not in ('', '0', '1'):
+    sys.exit('swift-launcher: S3BD_S3_TLS=%s: want 0 or 1' % _tls)
+TLS = _tls == '1'
+TLS_CERT = os.path.join(DIR, 'ca.pem')
+TLS_KEY = os.path.join(DIR, 'key.pem')
 
 # eventlet's green DNS resolver costs ~0.15 s of imports; every address used
 # here is a literal 127.0.0.1.  Must be set before eventlet is imported.
@@ -38,8 +61,12 @@ os.environ['TZ'] = 'UTC+0'
 
 import json  # noqa: E402
 import logging  # noqa: E402
+import random  # noqa: E402
+import signal  # noqa: E402
 import socket  # noqa: E402
+import struct  # noqa: E402
 import time  # noqa: E402
+import traceback  # noqa: E402
 
 time.tzset()
 
@@ -88,6 +115,17 @@ utils.ThreadSafeSysLogHandler = _StderrLogHandler
 # memcached in env['swift.cache'].  One dict in this process does the job and
 # spares the tests a memcached dependency.  Values go through JSON like
 # MemcacheRing's serialize=True, so callers get fresh copies, as from memcached.
+#
+# With several worker processes each has its own dict, but the proxy caches
+# account and container info (existence too: a 404 for 6 s), so a bucket
+# made through one worker could stay missing for another.  Swift deletes
+# the cached info after every account/container PUT, POST or DELETE; here a
+# delete also writes a new value into an 8-byte generation shared by all
+# workers (an anonymous shared mmap made before the fork), and every read
+# first empties the local dict if the generation changed since its last
+# read.  A set() never syncs: a value fetched before someone else's change
+# but stored after it is dropped at the next read.  (Tempauth's Swift-API
+# tokens stay per worker; the S3 API does not use them.)
 
 _now = time.time  # the methods below have a "time" (TTL) parameter
 
@@ -97,6 +135,30 @@ class DictMemcache(object):
 
     def __init__(self):
         self._data = {}  # key -> (expires_at or 0, serialized?, value)
+        self._shared = None  # mmap holding the generation, if shared
+        self._seen = None  # the generation the contents of _data belong to
+        self._bumps = 0
+
+    def share(self):
+        """Before forking workers: make invalidations cross processes."""
+        import mmap
+        self._shared = mmap.mmap(-1, 8)  # MAP_SHARED | MAP_ANONYMOUS
+        self._seen = self._shared[:8]
+
+    def _sync(self):
+        if self._shared is not None:
+            gen = self._shared[:8]
+            if gen != self._seen:
+                self._data.clear()
+                self._seen = gen
+
+    def _bump(self):
+        # Any value that differs will do, even a torn one: unique per
+        # process and call.
+        if self._shared is not None:
+            self._bumps += 1
+            self._shared[:8] = struct.pack('<II', os.getpid(),
+                                           self._bumps & 0xffffffff)
 
     @staticmethod
     def _expiry(ttl):
@@ -107,6 +169,7 @@ class DictMemcache(object):
         return ttl if ttl > 30 * 86400 else _now() + ttl
 
     def _live(self, key):
+        self._sync()
         item = self._data.get(key)
         if item is not None and item[0] and item[0] <= _now():
             del self._data[key]
@@ -147,6 +210,7 @@ class DictMemcache(object):
 
     def delete(self, key, server_key=None):
         self._data.pop(key, None)
+        self._bump()
 
     def set_multi(self, mapping, server_key, serialize=True, time=0,
                   min_compress_len=0):
@@ -336,6 +400,14 @@ def main():
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         socks[name] = sock
     ports = {name: sock.getsockname()[1] for name, sock in socks.items()}
+    if TLS:
+        # Accepted connections do their handshake in their own greenthread
+        # (eventlet's accept() defers it), so a slow client cannot stall
+        # the accept loop.
+        from eventlet.green import ssl
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(TLS_CERT, TLS_KEY)
+        socks['proxy'] = ctx.wrap_socket(socks['proxy'], server_side=True)
 
     # 2. swift.conf, then make Swift (re)read it: hash prefix/suffix,
     # constraints and storage policies.
@@ -357,7 +429,6 @@ def main():
     # 3. Load the WSGI apps (swift.common.wsgi.loadapp also lets the proxy
     # check/adjust its pipeline, as in a real deployment).
     from swift.common.wsgi import loadapp
-    from swift.common.http_protocol import SwiftHttpProtocol
     log_level = 'DEBUG' if DEBUG else 'WARNING'
     apps = {}
     for name in SERVERS:
@@ -367,39 +438,106 @@ def main():
             log_level=log_level) + SERVER_CONFS[name])
         apps[name] = loadapp(conf_path)
 
-    # 4. Serve.  Same settings as swift.common.wsgi.run_server(), which would
-    # reload the app itself and cannot share one process.
-    servers = []
-    for name in SERVERS:
-        servers.append(eventlet.spawn(
-            eventlet.wsgi.server, socks[name], apps[name],
-            log=None if DEBUG else utils.NullLogger(),
-            custom_pool=eventlet.GreenPool(1024),
-            protocol=SwiftHttpProtocol,
-            socket_timeout=60,
-            # The AWS SDKs need "ETag", not eventlet's "Etag".
-            capitalize_response_headers=False))
+    # 4. Workers: fork the extra processes now, with everything loaded, so
+    # they share the sockets and start at once.  The child keeps the hub it
+    # inherits (poll: no kernel state; the proxy's Watchdog greenthread is
+    # already scheduled in it), as it keeps everything else.
+    parent = os.getpid()
+    children = []
+    if WORKERS > 1:
+        MEMCACHE.share()
+        sys.stderr.flush()
+        for worker in range(1, WORKERS):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    random.seed()  # do not shuffle nodes like the others
+                    watch(serve(socks, apps), parent=parent)
+                except SystemExit as e:
+                    sys.stderr.write('%s\n' % e)
+                except BaseException:
+                    traceback.print_exc()
+                finally:  # never go on with the parent's code
+                    sys.stderr.flush()
+                    os._exit(1)
+            children.append(pid)
+
+    servers = serve(socks, apps)
 
     # 5. Readiness: the sockets already listen, so clients may connect now.
     write_file(os.path.join(DIR, 'port'), '%d\n' % ports['proxy'])
-    sys.stderr.write('%s swift-launcher: serving S3 on http://127.0.0.1:%d '
-                     '(object %d, container %d, account %d), pid %d\n' % (
-                         time.strftime('%Y-%m-%d %H:%M:%S'), ports['proxy'],
+    sys.stderr.write('%s swift-launcher: serving S3 on %s://127.0.0.1:%d '
+                     '(object %d, container %d, account %d), pid %d%s\n' % (
+                         time.strftime('%Y-%m-%d %H:%M:%S'),
+                         'https' if TLS else 'http', ports['proxy'],
                          ports['object'], ports['container'],
-                         ports['account'], os.getpid()))
+                         ports['account'], parent,
+                         ', workers %s' % ' '.join(map(str, children))
+                         if children else ''))
     sys.stderr.flush()
+    try:
+        watch(servers, children=children)
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except OSError:
+                pass
 
+
+def serve(socks, apps):
+    """Spawns the four servers; returns their greenthreads."""
+    from swift.common.http_protocol import SwiftHttpProtocol
+    from eventlet.green import ssl
+
+    class TLSProtocol(SwiftHttpProtocol):
+        # A client that rejects the certificate (or speaks plain HTTP to
+        # the HTTPS port) is worth a line in the log, not a traceback from
+        # the hub.  The connection is closed (finish()) all the same.
+        def handle(self):
+            try:
+                super().handle()
+            except ssl.SSLError as e:
+                self.close_connection = 1
+                sys.stderr.write('%s swift-launcher: TLS with %s:%s: %s\n' % (
+                    time.strftime('%Y-%m-%d %H:%M:%S'),
+                    self.client_address[0], self.client_address[1], e))
+
+    # Same settings as swift.common.wsgi.run_server(), which would reload
+    # the app itself and cannot share one process.
+    return [eventlet.spawn(
+        eventlet.wsgi.server, socks[name], apps[name],
+        log=None if DEBUG else utils.NullLogger(),
+        custom_pool=eventlet.GreenPool(1024),
+        protocol=TLSProtocol if TLS and name == 'proxy' else SwiftHttpProtocol,
+        socket_timeout=60,
+        # The AWS SDKs need "ETag", not eventlet's "Etag".
+        capitalize_response_headers=False) for name in SERVERS]
+
+
+def watch(servers, children=(), parent=None):
+    """Serves until something is wrong; never returns normally."""
+    me = 'swift-launcher[%d]' % os.getpid()
     # Do not outlive DIR: if it is deleted without "s3-server stop", exit
     # instead of lingering as an orphan serving from a deleted directory.
+    # A worker (parent set) does not outlive the first process either.
     while True:
         eventlet.sleep(2)
         if not os.path.isdir(DIR):
-            sys.stderr.write('swift-launcher: %s vanished, exiting\n' % DIR)
+            sys.stderr.write('%s: %s vanished, exiting\n' % (me, DIR))
             os._exit(0)
+        if parent is not None and os.getppid() != parent:
+            sys.stderr.write('%s: pid %d is gone, exiting\n' % (me, parent))
+            os._exit(0)
+        for pid in children:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                sys.exit('%s: worker pid %d died (wait status %d)'
+                         % (me, pid, status))
         for gt in servers:
             if gt.dead:
                 gt.wait()  # re-raises the server's exception
-                sys.exit('swift-launcher: a server stopped unexpectedly')
+                sys.exit('%s: a server stopped unexpectedly' % me)
 
 
 if __name__ == '__main__':

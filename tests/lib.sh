@@ -10,6 +10,8 @@ export AWS_EC2_METADATA_DISABLED=true
 # Never pick up the developer's own AWS files.
 export AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 unset AWS_PROFILE AWS_ENDPOINT_URL AWS_ENDPOINT_URL_S3 AWS_DEFAULT_REGION
+# Plain HTTP unless a test asks for TLS itself (S3BD_S3_TLS=1 start_server).
+unset S3BD_S3_TLS
 
 : "${S3BD_SOURCE_DIR:=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
 : "${S3BD_BUILD_DIR:=$S3BD_SOURCE_DIR/build}"
@@ -31,6 +33,8 @@ cleanup () {
 trap cleanup EXIT
 
 # Starts a local S3 server and exports its endpoint and credentials.
+# scripts/s3-server's options pass through the environment: a test that
+# runs "S3BD_S3_TLS=1 start_server" gets HTTPS and S3BD_TEST_CA.
 start_server () {
   /usr/bin/python3 -c 'import swift, botocore' 2>/dev/null \
     || skip "Debian's python3-swift and python3-botocore are needed (scripts/install-deps)"
