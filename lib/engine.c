@@ -53,6 +53,8 @@ struct attempt {
   char payload_hash[65];         /* PUT: computed once */
   /* Per attempt. */
   size_t written;                /* body bytes received */
+  int iov_i;                     /* iov: where the next byte goes */
+  size_t iov_off;
   size_t put_off;
   bool overflow;                 /* server sent more than asked for */
   bool have_range;
@@ -168,6 +170,8 @@ attempt_reset (struct attempt *a)
   free (a->url);
   a->url = NULL;
   a->written = 0;
+  a->iov_i = 0;
+  a->iov_off = 0;
   a->put_off = 0;
   a->overflow = false;
   a->have_range = false;
@@ -283,7 +287,33 @@ write_cb (char *data, size_t size, size_t nmemb, void *arg)
         strbuf_add (&a->errbody, data, n);
       return n;
     }
-  if (r->buf)
+  if (r->iov)
+    {
+      size_t done = 0;
+
+      while (done < n)
+        {
+          size_t room, k;
+
+          if (a->iov_i >= r->iovcnt)
+            {
+              a->overflow = true;   /* more than the buffers hold */
+              return 0;
+            }
+          room = r->iov[a->iov_i].iov_len - a->iov_off;
+          k = n - done < room ? n - done : room;
+          memcpy ((char *) r->iov[a->iov_i].iov_base + a->iov_off,
+                  data + done, k);
+          done += k;
+          a->iov_off += k;
+          if (a->iov_off == r->iov[a->iov_i].iov_len)
+            {
+              a->iov_i++;
+              a->iov_off = 0;
+            }
+        }
+    }
+  else if (r->buf)
     {
       if (n > r->buf_len - a->written)
         {
@@ -706,7 +736,7 @@ check_success (struct attempt *a, int status)
                  "body of %zu bytes, expected %zu", a->written, r->buf_len);
       return DONE_ERROR;
     }
-  if (!r->buf)
+  if (!r->buf && !r->iov)
     {
       /* An empty body still gets a buffer, so that callers may parse. */
       strbuf_add (&a->growbody, "", 0);
@@ -734,8 +764,8 @@ judge (struct attempt *a, CURLcode cc)
   if (a->overflow)
     {
       s3bd_fail (&r->err, S3BD_EPROTO,
-                 "response body longer than the %zu bytes asked for",
-                 r->buf_len);
+                 "response body longer than the %" PRIu64 " bytes asked for",
+                 r->iov ? r->range_len : (uint64_t) r->buf_len);
       return DONE_ERROR;
     }
   if (cc != CURLE_OK)
@@ -860,7 +890,11 @@ s3_engine_run (struct s3_engine *e, int timeout_ms)
   uint64_t deadline = s3_now_ms () + (uint64_t) (timeout_ms < 0 ? 0
                                                   : timeout_ms);
   size_t left;
+  bool had_work;
 
+  pthread_mutex_lock (&e->lock);
+  had_work = e->outstanding > 0;
+  pthread_mutex_unlock (&e->lock);
   for (;;)
     {
       CURLMsg *m;
@@ -886,7 +920,13 @@ s3_engine_run (struct s3_engine *e, int timeout_ms)
       left = e->outstanding;
       pthread_mutex_unlock (&e->lock);
       now = s3_now_ms ();
-      if (left == 0 || now >= deadline)
+      /* Idle on entry: wait for work (a submit wakes the poll) rather
+       * than return at once, so that a thread that runs the engine in a
+       * loop sleeps when there is nothing to do.
+       */
+      if (left)
+        had_work = true;
+      if ((left == 0 && had_work) || now >= deadline)
         return left;
 
       wait = (int) (deadline - now);

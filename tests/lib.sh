@@ -25,6 +25,7 @@ TMP=$(mktemp -d /tmp/s3bd-test.XXXXXX)
 skip () { echo "SKIP: $*" >&2; exit 77; }
 
 cleanup () {
+  if declare -F stop_nbdkit >/dev/null; then stop_nbdkit; fi
   if [ -n "${S3BD_TEST_SERVER_DIR:-}" ]; then
     "$S3BD_SOURCE_DIR/scripts/s3-server" stop "$S3BD_TEST_SERVER_DIR" || true
   fi
@@ -85,4 +86,56 @@ expect_error () {
 finish () {
   echo "$t_passed passed, $t_failed failed"
   [ "$t_failed" -eq 0 ] && [ "$t_passed" -gt 0 ]
+}
+
+# ---- The plugin ----
+S3BD_PLUGIN_SO=$S3BD_BUILD_DIR/plugin/nbdkit-s3bd-plugin.so
+S3BD_MKIMAGE=$S3BD_BUILD_DIR/mkimage/s3bd-mkimage
+
+need_plugin () {
+  command -v nbdkit >/dev/null || skip "nbdkit is needed (scripts/install-deps)"
+  [ -f "$S3BD_PLUGIN_SO" ] || skip "$S3BD_PLUGIN_SO not built"
+}
+
+# nbdkit cannot load a plugin built with the sanitizers unless their
+# runtimes come first: preload them for such a build.
+plugin_env () {
+  if grep -q "S3BD_SANITIZE:BOOL=ON" "$S3BD_BUILD_DIR/CMakeCache.txt" 2>/dev/null; then
+    echo "LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
+    echo "ASAN_OPTIONS=detect_leaks=0"
+  fi
+}
+
+# start_nbdkit SOCKET INDEX [PARAM=VALUE...]: serves the index on a Unix
+# socket in the background, logging to $TMP/nbdkit.log.
+start_nbdkit () {
+  local sock=$1 index=$2
+  shift 2
+  env $(plugin_env) nbdkit -f --log=stderr -D s3bd.verbose=1 -v \
+    --unix "$sock" "$S3BD_PLUGIN_SO" index="$index" \
+    endpoint="$S3BD_TEST_ENDPOINT" path-style=true "$@" \
+    > "$TMP/nbdkit.log" 2>&1 &
+  NBDKIT_PID=$!
+  for _ in $(seq 300); do
+    [ -S "$sock" ] && return 0
+    kill -0 "$NBDKIT_PID" 2>/dev/null || { cat "$TMP/nbdkit.log" >&2; echo "FAIL: nbdkit did not start" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "FAIL: nbdkit did not start in 30 s" >&2
+  exit 1
+}
+
+stop_nbdkit () {
+  [ -n "${NBDKIT_PID:-}" ] || return 0
+  kill "$NBDKIT_PID" 2>/dev/null || true
+  wait "$NBDKIT_PID" 2>/dev/null || true
+  NBDKIT_PID=
+}
+
+# The bytes the device must hold: the materialised index filled with every
+# object's pattern at its recorded blocks.  make_expected INDEX OUT
+make_expected () {
+  "$S3BD_MKIMAGE" --materialize "$1" -o "$2"
+  "$S3BD_MKIMAGE" --dump "$1" > "$2.dump"
+  "$S3BD_TESTDATA" fill "$2" < "$2.dump" >/dev/null
 }

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "s3bd/creds.h"
 #include "s3bd/error.h"
@@ -92,6 +93,11 @@ struct s3_request {
    */
   void *buf;
   size_t buf_len;
+  /* Or scattered over iov[0..iovcnt) (a ranged GET whose range_len is
+   * their total), e.g. straight into cache chunks.
+   */
+  const struct iovec *iov;
+  int iovcnt;
   const void *put_body;          /* PUT */
   size_t put_len;
   s3_done_fn done;               /* asynchronous only */
@@ -137,9 +143,10 @@ int s3_engine_new (struct s3_client *c, unsigned max_inflight,
 void s3_engine_free (struct s3_engine *e);
 /* Thread-safe.  The request must stay alive until its done callback. */
 void s3_engine_submit (struct s3_engine *e, struct s3_request *r);
-/* Runs transfers for up to timeout_ms (waking early when work is
- * submitted or a transfer ends).  Returns the number of requests not yet
- * done.  Only one thread may run an engine.
+/* Runs transfers until every request submitted is done or timeout_ms has
+ * passed; with nothing to do on entry, it first waits (up to timeout_ms)
+ * for a submission.  Returns the number of requests not yet done.  Only
+ * one thread may run an engine.
  */
 size_t s3_engine_run (struct s3_engine *e, int timeout_ms);
 /* Thread-safe: makes a blocked s3_engine_run return early. */

@@ -1,0 +1,74 @@
+/* s3bd plugin: the readahead policy.
+ *
+ * A pure policy: it sees the reads the device gets (byte ranges of the
+ * device) and answers with ranges to fetch ahead; it does no I/O and
+ * keeps no clock, so unit tests drive it directly.  The caller serialises
+ * calls (one lock).
+ *
+ * It tracks several sequential streams at once, by device address (many
+ * readers, or one reader walking many files: the files of a directory lie
+ * one after the other on the device, so a reader going through them in
+ * order is one sequential stream and the next files are fetched ahead).
+ * A stream becomes sequential on its second read, which must start
+ * exactly where the first ended; its window then starts at min_window
+ * and doubles, up to max_window, each time the reader has gone a whole
+ * window's worth past where the window was last set: a long scan ramps
+ * up geometrically, and a short file read in small pieces is not fetched
+ * far past its end.  A read that matches no stream starts a new one
+ * (replacing the least recently used), and gets no readahead: random
+ * readers cause no useless fetches.
+ */
+#ifndef S3BD_PREFETCH_H
+#define S3BD_PREFETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct prefetch_config
+{
+  uint64_t min_window;  /* bytes; default 512 KiB */
+  uint64_t max_window;  /* bytes; default 64 MiB; >= min_window */
+  unsigned max_streams; /* default 16 */
+  /* Once a stream is sequential, a read that starts up to this far
+   * before or past its end continues the stream (the kernel's own
+   * readahead skips and reorders a little).  A read further away starts
+   * another stream, even inside what was fetched ahead for this one.
+   * Default 1 MiB.
+   */
+  uint64_t gap;
+  uint64_t device_size; /* ranges never go past it; no default */
+};
+
+struct prefetch_range
+{
+  uint64_t off, len; /* device bytes */
+};
+
+struct prefetch_stats
+{
+  uint64_t reads, sequential_reads, streams_started, bytes_advised;
+};
+
+struct prefetch;
+
+/* NULL on ENOMEM.  Zero fields of cfg take the defaults (device_size
+ * has none: 0 is an empty device, with nothing to advise).
+ */
+struct prefetch *prefetch_new (const struct prefetch_config *cfg);
+void prefetch_free (struct prefetch *p);
+
+/* Records a read of [off, off + len) and returns how many ranges it put
+ * in out (at most max_out): what to fetch ahead now, in device order, not
+ * overlapping anything advised before for the same stream, and adding up
+ * to at most budget bytes (what the global readahead budget allows now).
+ * When budget cuts a range short, the rest is advised on a later read
+ * of the stream.  Today it is at most one range (max_out 0 or budget 0:
+ * none, and nothing is lost).
+ */
+size_t prefetch_advise (struct prefetch *p, uint64_t off, uint64_t len,
+                        uint64_t budget, struct prefetch_range *out,
+                        size_t max_out);
+
+void prefetch_get_stats (const struct prefetch *p, struct prefetch_stats *s);
+
+#endif
