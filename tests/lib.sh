@@ -128,6 +128,11 @@ start_nbdkit () {
 stop_nbdkit () {
   [ -n "${NBDKIT_PID:-}" ] || return 0
   kill "$NBDKIT_PID" 2>/dev/null || true
+  # Under ASan (runtime preloaded), a library's exit-time destructor can
+  # deadlock in glibc's locale lock after the plugin has finished: give
+  # it 10 s, then make sure it is gone.
+  for _ in $(seq 100); do kill -0 "$NBDKIT_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$NBDKIT_PID" 2>/dev/null || true
   wait "$NBDKIT_PID" 2>/dev/null || true
   NBDKIT_PID=
 }

@@ -24,10 +24,11 @@ upload s3://mnt/train/ "$TMP/spec"
 
 mkdir "$TMP/mnt"
 export S3BD_RUN_DIR=$TMP/run S3BD_PLUGIN=$S3BD_PLUGIN_SO
-eval "$(plugin_env | sed 's/^/export /')"
+nbdkit_env=()
+for e in $(plugin_env); do nbdkit_env+=(--nbdkit-env "$e"); done
 detach () { "$S3BD_SOURCE_DIR/scripts/s3bd-detach" "$TMP/mnt" >/dev/null 2>&1 || true; }
 trap 'detach; cleanup' EXIT
-if ! "$S3BD_SOURCE_DIR/scripts/s3bd-attach" --via fuse "$TMP/train.s3bd" "$TMP/mnt" \
+if ! "$S3BD_SOURCE_DIR/scripts/s3bd-attach" --via fuse "${nbdkit_env[@]}" "$TMP/train.s3bd" "$TMP/mnt" \
      endpoint="$S3BD_TEST_ENDPOINT" path-style=true cache-size=64M 2> "$TMP/attach.err"; then
   cat "$TMP/attach.err" >&2
   if grep -q "losetup failed\|nbdfuse did not start\|mount.*failed" "$TMP/attach.err"; then
