@@ -426,6 +426,10 @@ s3bd_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
 {
   struct s3bd_error err = { 0 };
 
+  /* Readahead first: with several connections the kernel's requests
+   * arrive in parallel, and fetches started now overlap this read.
+   */
+  advise (offset, count);
   if (read_range (buf, count, offset, &err) == -1)
     {
       /* The fetch that failed was logged once, where it failed; this
@@ -437,7 +441,6 @@ s3bd_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
       nbdkit_set_error (EIO);
       return -1;
     }
-  advise (offset, count);
   return 0;
 }
 

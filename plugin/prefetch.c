@@ -32,14 +32,31 @@
  *    all, leaves it.  Doubling on every read would reach 32 MiB by the
  *    end of a 1 MiB file read in 128 KiB pieces, and advise 34 times the
  *    bytes read for such files read in random order.  This way the
- *    window, which is also the lead, grows only as fast as the reader
+ *    window, which bounds the lead, grows only as fast as the reader
  *    consumes it (1 MiB at the end of that file), and a scan in small
  *    reads reaches max_window after about max_window bytes.
  *  - Advice is [max (ahead, end), min (end + window, device_size)), cut
- *    to budget.  ahead only grows, so nothing is advised twice for one
- *    stream, and what budget cut off is advised on the stream's next
- *    read.  Streams do not see each other's advice: two streams over the
- *    same bytes may both advise them (the cache fetches them once).
+ *    to budget, but only when the lead, ahead - end, is below half the
+ *    window, and only when it is at least min (min_advice, window,
+ *    device_size - start) long.  Each range costs the caller a GET, and
+ *    a GET a fixed price that dwarfs 128 KiB: advising, as this policy
+ *    first did, the slice each read uncovers made GETs of 350 KB and held
+ *    a scan to a fifth of what the server sends.  With the hysteresis a
+ *    refill is more than half a window (32 MiB of a 64 MiB window), and
+ *    the reader still has almost half a window in hand when it is
+ *    issued.  The first advice (lead 0) and the one after a doubling
+ *    (lead below the old window, half the new one) are due at once, as
+ *    before.  min_advice matters where half a window is less than it:
+ *    a window under twice min_advice, whose refill waits for the lead to
+ *    drain to window - min_advice (to nothing for a window of min_advice
+ *    or less: it is the doubling read, a window later, that is advised),
+ *    and a short budget, which a stream waits to grow rather than take
+ *    the 128 KiB each read of the others frees.  At the device's end
+ *    nothing is left to wait for.
+ *  - ahead only grows, so nothing is advised twice for one stream, and
+ *    what budget cut off is advised by a later refill.  Streams do not
+ *    see each other's advice: two streams over the same bytes may both
+ *    advise them (the cache fetches them once).
  */
 #include <assert.h>
 #include <stdbool.h>
@@ -54,6 +71,7 @@
 #define DEFAULT_MAX_WINDOW (64 * MiB)
 #define DEFAULT_MAX_STREAMS 16
 #define DEFAULT_GAP (1 * MiB)
+#define DEFAULT_MIN_ADVICE (1 * MiB)
 
 struct stream
 {
@@ -109,6 +127,8 @@ prefetch_new (const struct prefetch_config *cfg)
     p->cfg.max_streams = DEFAULT_MAX_STREAMS;
   if (p->cfg.gap == 0)
     p->cfg.gap = DEFAULT_GAP;
+  if (p->cfg.min_advice == 0)
+    p->cfg.min_advice = DEFAULT_MIN_ADVICE;
   p->streams = calloc (p->cfg.max_streams, sizeof *p->streams);
   if (p->streams == NULL)
     {
@@ -158,7 +178,7 @@ prefetch_advise (struct prefetch *p, uint64_t off, uint64_t len,
                  uint64_t budget, struct prefetch_range *out, size_t max_out)
 {
   struct stream *s = NULL, *lru = NULL;
-  uint64_t best = 0, end = add_sat (off, len), start, target, n;
+  uint64_t best = 0, end = add_sat (off, len), start, target, n, least;
   unsigned i;
 
   p->stats.reads++;
@@ -219,8 +239,15 @@ prefetch_advise (struct prefetch *p, uint64_t off, uint64_t len,
   target = min_u64 (add_sat (s->end, s->window), p->cfg.device_size);
   if (start >= target || budget == 0 || max_out == 0)
     return 0;
-  /* One contiguous range: the caller fetches it in chunk-sized GETs. */
+  /* Half a window or more in hand: wait and advise a bigger refill. */
+  if (start - s->end >= s->window / 2)
+    return 0;
   n = min_u64 (target - start, budget);
+  least = min_u64 (min_u64 (p->cfg.min_advice, s->window),
+                   p->cfg.device_size - start);
+  if (n < least)
+    return 0;
+  /* One contiguous range: the caller fetches it in chunk-sized GETs. */
   out[0] = (struct prefetch_range){ .off = start, .len = n };
   s->ahead = start + n;
   p->stats.bytes_advised += n;

@@ -17,6 +17,16 @@
  * far past its end.  A read that matches no stream starts a new one
  * (replacing the least recently used), and gets no readahead: random
  * readers cause no useless fetches.
+ *
+ * Advice comes in batches, because each range costs the caller at least
+ * one request: while what was advised ahead of the reader (the lead) is
+ * still half a window or more, a read is advised nothing; once it is
+ * less, the read is advised the whole refill, from the end of the last
+ * advice to a window past the reader.  A scan in 128 KiB reads with a
+ * 64 MiB window is advised about 32 MiB at a time, not 128 KiB per read.
+ * And no range is shorter than min_advice (or than the window, when that
+ * is smaller), except the last one before the device's end: a refill
+ * that would be shorter waits until the lead has drained further.
  */
 #ifndef S3BD_PREFETCH_H
 #define S3BD_PREFETCH_H
@@ -36,8 +46,17 @@ struct prefetch_config
    * Default 1 MiB.
    */
   uint64_t gap;
+  /* No range advised is shorter than this, nor than the window, except
+   * one that ends at device_size: a refill that budget or the lead would
+   * make shorter waits for a later read.  Default 1 MiB;
+   * PREFETCH_MIN_ADVICE_OFF (1 byte, which any range is) turns it off,
+   * since 0 means the default here as in every other field.
+   */
+  uint64_t min_advice;
   uint64_t device_size; /* ranges never go past it; no default */
 };
+
+#define PREFETCH_MIN_ADVICE_OFF 1
 
 struct prefetch_range
 {
@@ -62,8 +81,10 @@ void prefetch_free (struct prefetch *p);
  * overlapping anything advised before for the same stream, and adding up
  * to at most budget bytes (what the global readahead budget allows now).
  * When budget cuts a range short, the rest is advised on a later read
- * of the stream.  Today it is at most one range (max_out 0 or budget 0:
- * none, and nothing is lost).
+ * of the stream; a budget too small for min_advice gets nothing until it
+ * has grown.  Today it is at most one range (max_out 0 or budget 0:
+ * none, and nothing is lost), and most reads of a sequential stream get
+ * none: see "in batches" above.
  */
 size_t prefetch_advise (struct prefetch *p, uint64_t off, uint64_t len,
                         uint64_t budget, struct prefetch_range *out,
