@@ -471,6 +471,40 @@ out:
 }
 
 int
+s3_read_object (struct s3_client *c, const char *uri, char **buf,
+                size_t *len, struct s3bd_error *err)
+{
+  char *bucket = NULL, *key = NULL, *b = NULL;
+  struct s3_object_info info;
+  int ret = -1;
+
+  *buf = NULL;
+  *len = 0;
+  if (s3_parse_uri (uri, &bucket, &key, err) == -1
+      || s3_head (c, bucket, key, &info, err) == -1)
+    goto out;
+  if (info.size >= SIZE_MAX || (b = malloc ((size_t) info.size + 1)) == NULL)
+    {
+      s3bd_fail (err, S3BD_ENOMEM, "%s: cannot hold %" PRIu64 " bytes",
+                 uri, info.size);
+      goto out;
+    }
+  if (s3_get (c, bucket, key, 0, info.size, info.etag, b, 0, err) == -1)
+    goto out;
+  b[info.size] = '\0';
+  *buf = b;
+  *len = (size_t) info.size;
+  b = NULL;
+  ret = 0;
+
+out:
+  free (b);
+  free (bucket);
+  free (key);
+  return ret;
+}
+
+int
 s3_put (struct s3_client *c, const char *bucket, const char *key,
         const void *body, size_t len, char etag_out[80],
         struct s3bd_error *err)

@@ -149,30 +149,7 @@ read_source (struct s3_client *c, const char *path, size_t *len,
   char *buf = NULL;
 
   if (strncmp (path, "s3://", 5) == 0)
-    {
-      char *bucket, *key;
-      struct s3_object_info info;
-
-      if (s3_parse_uri (path, &bucket, &key, err) == -1)
-        return NULL;
-      if (s3_head (c, bucket, key, &info, err) == 0
-          && (buf = malloc (info.size + 1)) == NULL)
-        s3bd_fail (err, S3BD_ENOMEM, "%s: out of memory", path);
-      else if (buf && s3_get (c, bucket, key, 0, info.size, info.etag, buf,
-                              0, err) == -1)
-        {
-          free (buf);
-          buf = NULL;
-        }
-      if (buf)
-        {
-          buf[info.size] = '\0';
-          *len = (size_t) info.size;
-        }
-      free (bucket);
-      free (key);
-      return buf;
-    }
+    return s3_read_object (c, path, &buf, len, err) == 0 ? buf : NULL;
   else
     {
       FILE *f = fopen (path, "rb");

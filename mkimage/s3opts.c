@@ -67,15 +67,16 @@ parse_size (const char *s, uint64_t *out)
   return 0;
 }
 
-static unsigned
-parse_count (const char *prog, const char *opt, const char *s)
+unsigned
+parse_count (const char *prog, const char *opt, const char *s, unsigned min,
+             unsigned max)
 {
   uint64_t v;
 
-  if (parse_size (s, &v) == -1 || v == 0 || v > 1000000)
+  if (parse_size (s, &v) == -1 || v < min || v > max)
     {
-      fprintf (stderr, "%s: %s: expected a number from 1 to 1000000, got "
-               "'%s'\n", prog, opt, s);
+      fprintf (stderr, "%s: %s: expected a number from %u to %u, got "
+               "'%s'\n", prog, opt, min, max, s);
       exit (2);
     }
   return (unsigned) v;
@@ -96,13 +97,15 @@ s3opts_apply (const char *prog, int opt, const char *arg,
     case OPT_NOVERIFY: cfg->no_verify_tls = true; break;
     case OPT_ANON: cfg->creds.anonymous = true; break;
     case OPT_CONN:
-      cfg->max_connections = parse_count (prog, "--connections", arg);
+      cfg->max_connections = parse_count (prog, "--connections", arg, 1,
+                                          1000000);
       break;
     case OPT_RETRIES:
-      cfg->max_attempts = parse_count (prog, "--retries", arg);
+      cfg->max_attempts = parse_count (prog, "--retries", arg, 1, 1000000);
       break;
     case OPT_TIMEOUT:
-      cfg->connect_timeout_ms = parse_count (prog, "--timeout-ms", arg);
+      cfg->connect_timeout_ms = parse_count (prog, "--timeout-ms", arg, 1,
+                                             1000000);
       break;
     }
 }

@@ -26,6 +26,12 @@ void s3opts_apply (const char *prog, int opt, const char *arg,
 /* Parses a size with an optional K/M/G/T suffix (powers of 1024). */
 int parse_size (const char *s, uint64_t *out);
 
+/* Parses option `opt`'s number (suffixes allowed) in [min, max]; exits
+ * with a usage error (status 2) naming the option otherwise.
+ */
+unsigned parse_count (const char *prog, const char *opt, const char *s,
+                      unsigned min, unsigned max);
+
 /* Fills all[0..n) with a command's own options followed by the S3
  * options and the terminating entry; exits if n is too small.
  */

@@ -77,19 +77,6 @@ now_s (void)
   return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
-static unsigned
-parse_uint (const char *opt, const char *s)
-{
-  uint64_t v;
-
-  if (parse_size (s, &v) == -1 || v > 1000000000)
-    {
-      fprintf (stderr, "s3bd-s3: %s: not a number: %s\n", opt, s);
-      exit (2);
-    }
-  return (unsigned) v;
-}
-
 static int
 write_all (int fd, const char *p, size_t n)
 {
@@ -385,9 +372,11 @@ main (int argc, char **argv)
       }
     switch (opt)
       {
-      case OPT_PARALLEL: o.parallel = parse_uint ("--parallel", optarg);
+      case OPT_PARALLEL: o.parallel = parse_count ("s3bd-s3", "--parallel", optarg, 0,
+                                       1000000000);
         break;
-      case OPT_MAXKEYS: o.max_keys = parse_uint ("--max-keys", optarg);
+      case OPT_MAXKEYS: o.max_keys = parse_count ("s3bd-s3", "--max-keys", optarg, 0,
+                                       1000000000);
         break;
       case OPT_COUNT: o.count = true; break;
       case OPT_RANGE:
@@ -421,7 +410,8 @@ main (int argc, char **argv)
           break;
         }
       case OPT_DISCARD: o.discard = true; break;
-      case OPT_EXPIRES: o.expires = parse_uint ("--expires", optarg); break;
+      case OPT_EXPIRES: o.expires = parse_count ("s3bd-s3", "--expires", optarg, 0,
+                                      1000000000); break;
       case 'o': o.output = optarg; break;
       case 'v': o.verbose = true; break;
       case 'h': fputs (usage, stdout); fputs (s3opts_help, stdout); return 0;

@@ -240,33 +240,18 @@ s3bd_config_complete (void)
 static int
 load_index (struct s3bd_error *err)
 {
-  if (strncmp (index_arg, "s3://", 5) == 0)
-    {
-      char *bucket = NULL, *key = NULL;
-      struct s3_object_info info;
-      void *buf = NULL;
-      int r = -1;
+  char *buf;
+  size_t len;
+  int r;
 
-      if (s3_parse_uri (index_arg, &bucket, &key, err) == 0
-          && s3_head (s3bd.client, bucket, key, &info, err) == 0)
-        {
-          buf = malloc (info.size ? info.size : 1);
-          if (buf == NULL)
-            s3bd_fail (err, S3BD_ENOMEM, "index %s: out of memory",
-                       index_arg);
-          else if (s3_get (s3bd.client, bucket, key, 0, info.size,
-                           info.etag, buf, 0, err) == 0
-                   && index_decode (buf, info.size, &s3bd.idx, err) == 0)
-            r = 0;
-        }
-      if (r == -1)
-        s3bd_error_prefix (err, "index %s", index_arg);
-      free (buf);
-      free (bucket);
-      free (key);
-      return r;
-    }
-  return index_read_file (index_arg, &s3bd.idx, err);
+  if (strncmp (index_arg, "s3://", 5) != 0)
+    return index_read_file (index_arg, &s3bd.idx, err);
+  r = s3_read_object (s3bd.client, index_arg, &buf, &len, err) == 0
+      && index_decode (buf, len, &s3bd.idx, err) == 0 ? 0 : -1;
+  if (r == -1)
+    s3bd_error_prefix (err, "index %s", index_arg);
+  free (buf);
+  return r;
 }
 
 static int

@@ -224,6 +224,14 @@ int s3_get (struct s3_client *c, const char *bucket, const char *key,
             uint64_t off, uint64_t len, const char *etag, void *buf,
             size_t chunk, struct s3bd_error *err);
 
+/* Reads a whole object, given as "s3://bucket/key", into a malloc'd
+ * buffer with a NUL after its last byte: a HEAD for its size and ETag,
+ * then ranged GETs with If-Match, so an object replaced in between is an
+ * error (S3BD_ECHANGED), not a mix of two versions.
+ */
+int s3_read_object (struct s3_client *c, const char *uri, char **buf,
+                    size_t *len, struct s3bd_error *err);
+
 int s3_put (struct s3_client *c, const char *bucket, const char *key,
             const void *body, size_t len, char etag_out[80],
             struct s3bd_error *err);
