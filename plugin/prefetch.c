@@ -15,8 +15,8 @@
  *    Only later reads may skip ahead up to gap, or come up to gap behind
  *    the end (reordered).  The tolerance cannot apply to the second read:
  *    a random reader leaves max_streams one-read streams behind it, and
- *    with a 1 MiB gap about one random read in sixty would land near one
- *    of them and look sequential.  Exactly adjacent, it is one in 16,384
+ *    with the default 8 MiB gap about one random read in five (over
+ *    1 GiB) would land near one of them and look sequential.  Exactly adjacent, it is one in 16,384
  *    for 4 KiB reads over 1 GiB, and then the reader did read two
  *    neighbouring blocks.
  *  - A read more than gap past the end starts another stream even when
@@ -36,23 +36,26 @@
  *    consumes it (1 MiB at the end of that file), and a scan in small
  *    reads reaches max_window after about max_window bytes.
  *  - Advice is [max (ahead, end), min (end + window, device_size)), cut
- *    to budget, but only when the lead, ahead - end, is below half the
- *    window, and only when it is at least min (min_advice, window,
- *    device_size - start) long.  Each range costs the caller a GET, and
- *    a GET a fixed price that dwarfs 128 KiB: advising, as this policy
- *    first did, the slice each read uncovers made GETs of 350 KB and held
- *    a scan to a fifth of what the server sends.  With the hysteresis a
- *    refill is more than half a window (32 MiB of a 64 MiB window), and
- *    the reader still has almost half a window in hand when it is
- *    issued.  The first advice (lead 0) and the one after a doubling
- *    (lead below the old window, half the new one) are due at once, as
- *    before.  min_advice matters where half a window is less than it:
- *    a window under twice min_advice, whose refill waits for the lead to
- *    drain to window - min_advice (to nothing for a window of min_advice
- *    or less: it is the doubling read, a window later, that is advised),
- *    and a short budget, which a stream waits to grow rather than take
- *    the 128 KiB each read of the others frees.  At the device's end
- *    nothing is left to wait for.
+ *    to budget, but only when the lead, ahead - end, is below three
+ *    quarters of the window (a quarter of it consumed since the last
+ *    refill), and only when it is at least min (min_advice, window,
+ *    device_size - start) long.  Each range costs the caller at least a
+ *    GET, and a GET a fixed price that dwarfs 128 KiB: advising, as this
+ *    policy first did, the slice each read uncovers made GETs of 350 KB
+ *    and held a scan to a fifth of what the server sends.  Refilling only
+ *    at half a window, as it did next, let the reader drain to half a
+ *    window and then wait on the refill's first GET.  With a quarter, a
+ *    64 MiB window is refilled 16 MiB at a time (two GETs of the default
+ *    max-fetch, fetched in parallel) and the reader always has three
+ *    quarters of a window advised ahead of it.  The first advice (lead
+ *    0) and the one after a doubling (lead below the old window, half
+ *    the new one) are due at once.  min_advice matters where a quarter
+ *    window is less than it: a window under four times min_advice, whose
+ *    refill waits for the lead to drain to window - min_advice (to
+ *    nothing for a window of min_advice or less: it is the doubling
+ *    read, a window later, that is advised), and a short budget, which a
+ *    stream waits to grow rather than take the 128 KiB each read of the
+ *    others frees.  At the device's end nothing is left to wait for.
  *  - ahead only grows, so nothing is advised twice for one stream, and
  *    what budget cut off is advised by a later refill.  Streams do not
  *    see each other's advice: two streams over the same bytes may both
@@ -70,7 +73,7 @@
 #define DEFAULT_MIN_WINDOW (512 * KiB)
 #define DEFAULT_MAX_WINDOW (64 * MiB)
 #define DEFAULT_MAX_STREAMS 16
-#define DEFAULT_GAP (1 * MiB)
+#define DEFAULT_GAP (8 * MiB)
 #define DEFAULT_MIN_ADVICE (1 * MiB)
 
 struct stream
@@ -239,8 +242,8 @@ prefetch_advise (struct prefetch *p, uint64_t off, uint64_t len,
   target = min_u64 (add_sat (s->end, s->window), p->cfg.device_size);
   if (start >= target || budget == 0 || max_out == 0)
     return 0;
-  /* Half a window or more in hand: wait and advise a bigger refill. */
-  if (start - s->end >= s->window / 2)
+  /* Three quarters of a window in hand: wait for a bigger refill. */
+  if (start - s->end >= s->window - s->window / 4)
     return 0;
   n = min_u64 (target - start, budget);
   least = min_u64 (min_u64 (p->cfg.min_advice, s->window),

@@ -20,10 +20,10 @@
  *
  * Advice comes in batches, because each range costs the caller at least
  * one request: while what was advised ahead of the reader (the lead) is
- * still half a window or more, a read is advised nothing; once it is
- * less, the read is advised the whole refill, from the end of the last
- * advice to a window past the reader.  A scan in 128 KiB reads with a
- * 64 MiB window is advised about 32 MiB at a time, not 128 KiB per read.
+ * still three quarters of a window or more, a read is advised nothing;
+ * once it is less, the read is advised the whole refill, from the end of
+ * the last advice to a window past the reader.  A scan in 128 KiB reads
+ * with a 64 MiB window is advised 16 MiB at a time, not 128 KiB per read.
  * And no range is shorter than min_advice (or than the window, when that
  * is smaller), except the last one before the device's end: a refill
  * that would be shorter waits until the lead has drained further.
@@ -41,9 +41,12 @@ struct prefetch_config
   unsigned max_streams; /* default 16 */
   /* Once a stream is sequential, a read that starts up to this far
    * before or past its end continues the stream (the kernel's own
-   * readahead skips and reorders a little).  A read further away starts
-   * another stream, even inside what was fetched ahead for this one.
-   * Default 1 MiB.
+   * readahead skips and reorders: through a loop device on nbdfuse,
+   * reads of one sequential scan arrive up to 4 MiB ahead of and 8 MiB
+   * behind the furthest one).  A read further away starts another
+   * stream, even inside what was fetched ahead for this one.  Default
+   * 8 MiB: with 1 MiB the scan above broke into new streams, each
+   * starting over at min_window, and ran at 69 MB/s instead of 300.
    */
   uint64_t gap;
   /* No range advised is shorter than this, nor than the window, except

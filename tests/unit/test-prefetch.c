@@ -2,10 +2,10 @@
  * sequential reader's windows (none on the first read, min_window on the
  * second, doubling each time the reader has consumed a window, up to
  * max_window, never past the device, never the same bytes twice); advice
- * in batches (nothing while half a window is advised ahead, then the
- * whole refill, never less than min_advice or the window), so that a
- * long scan is advised in ranges of several MiB and still always has
- * half a window in hand; short files read in random order are not
+ * in batches (nothing while three quarters of a window are advised
+ * ahead, then the whole refill, never less than min_advice or the
+ * window), so that a long scan is advised in ranges of several MiB and
+ * still always has three quarters of a window in hand; short files read in random order are not
  * fetched far past their ends; random and backward readers get nothing,
  * even reading inside a scan's advice; interleaved readers each get
  * their own stream; LRU replacement; the budget; reads reordered by the
@@ -34,7 +34,7 @@
 #define MIN_WINDOW (512 * KiB)
 #define MAX_WINDOW (64 * MiB)
 #define MAX_STREAMS 16
-#define GAP (1 * MiB)
+#define GAP (8 * MiB)
 #define MIN_ADVICE (1 * MiB)
 
 #define NO_LIMIT UINT64_MAX
@@ -109,8 +109,9 @@ check_stats (const struct prefetch *p, uint64_t reads,
  * written from the header rather than from prefetch.c: nothing on its
  * first read; on every later read, the refill [max (ahead, end),
  * min (end + window, device_size)) if what it has in hand, max (ahead,
- * end) - end, is less than half the window and the refill is at least
- * min (min_advice, window, device_size - its start) long, else nothing.
+ * end) - end, is less than three quarters of the window and the refill
+ * is at least min (min_advice, window, device_size - its start) long,
+ * else nothing.
  * The window is min_window on the second read, and doubles, up to
  * max_window, on a read that leaves the reader at least a window past
  * where the window was last set.
@@ -177,7 +178,7 @@ reader_read (struct prefetch *p, struct reader *r, uint64_t len,
   least = start < device_size ? min_u64 (min_u64 (r->min_advice, r->window),
                                          device_size - start)
                               : 0;
-  if (start >= target || start - end >= r->window / 2
+  if (start >= target || start - end >= r->window - r->window / 4
       || target - start < least)
     {
       assert_int_equal (n, 0);
@@ -211,23 +212,25 @@ test_first_reads (void **state)
   } due[] = {
     /* The second read: window 512 KiB, set with the reader at 256 KiB. */
     { 1, 256, 768 },
-    /* At 640 KiB the reader has less than half the window in hand, but
-     * the refill, 384 KiB, would be shorter than the window (itself
-     * shorter than min_advice): it waits.  At 768 KiB the reader has
-     * read a whole window since it was set: 1 MiB, and the reader has
-     * nothing in hand.  The same at 1792 KiB: 2 MiB.
+    /* At 640 KiB the reader has less than three quarters of the window
+     * in hand, but the refill, 384 KiB, would be shorter than the window
+     * (itself shorter than min_advice): it waits.  At 768 KiB the reader
+     * has read a whole window since it was set: 1 MiB, and the reader
+     * has nothing in hand.  The same at 1792 KiB: 2 MiB.
      */
     { 5, 768, 1792 },
     { 13, 1792, 3840 },
-    /* Window 2 MiB: refilled as soon as the reader has less than 1 MiB
-     * in hand (at 2944 KiB), and the refill is more than 1 MiB.
+    /* Window 2 MiB: refilled once the reader has less than 1536 KiB in
+     * hand and the refill is at least min_advice: at 2816 KiB, with 1 MiB.
      */
-    { 22, 3840, 4992 },
-    /* 4 MiB at 3840 KiB, with 1152 KiB in hand; refilled at 6016 KiB,
-     * with 1920.
+    { 21, 3840, 4864 },
+    /* 4 MiB at 3840 KiB, with 1 MiB in hand; then refilled each time the
+     * reader is down to less than 3 MiB in hand: 1152 KiB at a time.
      */
-    { 29, 4992, 7936 },
-    { 46, 7936, 10112 },
+    { 29, 4864, 7936 },
+    { 38, 7936, 9088 },
+    { 47, 9088, 10240 },
+    { 56, 10240, 11392 },
   };
   const uint64_t len = 128 * KiB;
   struct prefetch *p = new_policy (GiB, 0);
@@ -251,7 +254,7 @@ test_first_reads (void **state)
         assert_int_equal (n, 0);
     }
   assert_int_equal (k, sizeof due / sizeof *due);
-  assert_int_equal (advised, 10112 * KiB - 2 * len);
+  assert_int_equal (advised, 11392 * KiB - 2 * len);
   check_stats (p, 60, 59, 1, advised);
   prefetch_free (p);
 }
@@ -296,11 +299,11 @@ test_sequential_reader (void **state)
 
 /* The pattern that was measured to make GETs of 350 KB: a 4 GiB scan in
  * 128 KiB reads.  Once the window is max_window, the ranges average at
- * least 8 MiB (about half a window, in fact); every byte after the
- * second read is still advised exactly once (1.00 times what is read);
- * and the batching never leaves the reader short: once the window is
- * twice min_advice, it has at least half a window in hand after every
- * read (or all that is left of the device).
+ * least 8 MiB (about a quarter of a window, in fact); every byte after
+ * the second read is still advised exactly once (1.00 times what is
+ * read); and the batching never leaves the reader short: once the window
+ * is four times min_advice, it has at least three quarters of a window
+ * in hand after every read (or all that is left of the device).
  */
 static void
 test_sequential_scan_batches (void **state)
@@ -323,9 +326,9 @@ test_sequential_scan_batches (void **state)
       /* The model checked got exactly; this is what batching promises. */
       if (got.len > 0 && got.off + got.len < size)
         assert_true (got.len >= min_u64 (MIN_ADVICE, r.window));
-      if (r.window >= 2 * MIN_ADVICE)
+      if (r.window >= 4 * MIN_ADVICE)
         assert_true (r.ahead - r.next
-                     >= min_u64 (r.window / 2, size - r.next));
+                     >= min_u64 (r.window - r.window / 4, size - r.next));
     }
   print_message ("4 GiB scan: %" PRIu64
                  " ranges in all; at max_window, %" PRIu64
@@ -564,20 +567,22 @@ test_budget (void **state)
   assert_int_equal (got.off, 2176 * KiB);
   assert_int_equal (got.len, 1280 * KiB);
   advised += got.len;
-  /* The reader has 1536 KiB in hand: the rest waits, even with all the
-   * budget, until it has less than 1 MiB (at 2560 KiB); then the refill
-   * starts where the cut one ended.
+  /* The reader has 1664 KiB in hand: the rest waits, even with all the
+   * budget, until it has less than 1536 KiB and the refill is at least
+   * min_advice (at 2432 KiB); then the refill starts where the cut one
+   * ended.
    */
-  for (i = 14; i < 19; i++)
+  for (i = 14; i < 18; i++)
     assert_int_equal (advise (p, i * len, len, NO_LIMIT, &got), 0);
-  assert_int_equal (advise (p, 19 * len, len, NO_LIMIT, &got), 1);
+  assert_int_equal (advise (p, 18 * len, len, NO_LIMIT, &got), 1);
   assert_int_equal (got.off, 3456 * KiB);
-  assert_int_equal (got.off + got.len, 20 * len + 2 * MiB);
+  assert_int_equal (got.off + got.len, 19 * len + 2 * MiB);
   advised += got.len;
+  assert_int_equal (advise (p, 19 * len, len, NO_LIMIT, &got), 0);
 
   /* A budget of 512 KiB a read, less than min_advice: nothing at all,
    * not 512 KiB slices, even when the reader has caught up with its
-   * advice (at 4608 KiB; window 4 MiB from 3840 KiB).
+   * advice (at 4480 KiB; window 4 MiB from 3840 KiB).
    */
   for (i = 20; i < 40; i++)
     assert_int_equal (advise (p, i * len, len, 512 * KiB, &got), 0);
@@ -646,8 +651,8 @@ test_reordered_reads (void **state)
   assert_int_equal (advise (p, 192 * KiB, 128 * KiB, NO_LIMIT, &got), 0);
   /* Behind the end: the stream stays, nothing more is due. */
   assert_int_equal (advise (p, 128 * KiB, 64 * KiB, NO_LIMIT, &got), 0);
-  /* And on: 192 KiB in hand, less than half the window, but the refill
-   * would be less than the window.
+  /* And on: 192 KiB in hand, less than three quarters of the window,
+   * but the refill would be less than the window.
    */
   assert_int_equal (advise (p, 320 * KiB, 128 * KiB, NO_LIMIT, &got), 0);
   /* A skip within gap, to 640 KiB past where the window was set (at
@@ -691,40 +696,47 @@ test_reordered_start (void **state)
 static void
 test_gap (void **state)
 {
-  struct prefetch *p = new_policy (GiB, 0);
+  /* 1 MiB, less than the default, so that a skip of gap stays within a
+   * window of 4 MiB.
+   */
+  const uint64_t gap = 1 * MiB;
+  const struct prefetch_config cfg = { .device_size = GiB, .gap = gap };
+  struct prefetch *p = prefetch_new (&cfg);
   struct prefetch_range got;
   struct prefetch_stats s;
   struct reader r;
   unsigned i;
 
-  /* 5 MiB read: a window of 4 MiB, reaching well past gap; 2816 KiB in
-   * hand, more than half of it.
+  assert_non_null (p);
+
+  /* 5 MiB read: a window of 4 MiB, reaching well past gap; 3968 KiB in
+   * hand, more than three quarters of it.
    */
   reader_at (&r, 100 * MiB);
   for (i = 0; i < 40; i++)
     reader_read (p, &r, 128 * KiB, GiB);
   assert_int_equal (r.window, 4 * MiB);
-  assert_int_equal (r.ahead, r.next + 2816 * KiB);
+  assert_int_equal (r.ahead, r.next + 3968 * KiB);
 
   /* Exactly gap past the end: still the stream, which now has less than
-   * half its window in hand, and is refilled.
+   * three quarters of its window in hand, and is refilled.
    */
-  assert_int_equal (advise (p, r.next + GAP, 128 * KiB, NO_LIMIT, &got), 1);
+  assert_int_equal (advise (p, r.next + gap, 128 * KiB, NO_LIMIT, &got), 1);
   assert_int_equal (got.off, r.ahead);
-  assert_int_equal (got.off + got.len, r.next + GAP + 128 * KiB + 4 * MiB);
-  r.next += GAP + 128 * KiB;
+  assert_int_equal (got.off + got.len, r.next + gap + 128 * KiB + 4 * MiB);
+  r.next += gap + 128 * KiB;
   r.ahead = got.off + got.len;
   r.advised += got.len;
   /* Gap behind the end: still the stream, nothing new due. */
-  assert_int_equal (advise (p, r.next - GAP, 128 * KiB, NO_LIMIT, &got), 0);
+  assert_int_equal (advise (p, r.next - gap, 128 * KiB, NO_LIMIT, &got), 0);
   prefetch_get_stats (p, &s);
   assert_int_equal (s.streams_started, 1);
   /* In the advice but more than gap past the end; more than gap behind;
    * past the advice: new streams, advised nothing.
    */
-  assert_true (r.next + GAP + BS < r.ahead);
-  assert_int_equal (advise (p, r.next + GAP + BS, BS, NO_LIMIT, &got), 0);
-  assert_int_equal (advise (p, r.next - GAP - 1, BS, NO_LIMIT, &got), 0);
+  assert_true (r.next + gap + BS < r.ahead);
+  assert_int_equal (advise (p, r.next + gap + BS, BS, NO_LIMIT, &got), 0);
+  assert_int_equal (advise (p, r.next - gap - 1, BS, NO_LIMIT, &got), 0);
   assert_int_equal (advise (p, r.ahead + BS, 128 * KiB, NO_LIMIT, &got), 0);
   prefetch_get_stats (p, &s);
   assert_int_equal (s.streams_started, 4);
@@ -769,8 +781,8 @@ test_random_reads_in_advice (void **state)
       assert_int_equal (advise (p, off, BS, NO_LIMIT, &got), 0);
       inside++;
     }
-  /* All but the first few, while the window was within gap. */
-  assert_true (inside > 2000);
+  /* All but the first 125 or so, while the window was within gap. */
+  assert_true (inside > 1900);
   assert_int_equal (r.window, MAX_WINDOW);
   check_stats (p, 2048 + inside, 2047, 1 + inside, r.advised);
   prefetch_free (p);
@@ -894,9 +906,10 @@ test_config (void **state)
   /* Other windows, and a max_window below min_window: raised to it.
    * With 1 MiB reads, the window is 1 MiB from the second read (at
    * 2 MiB), 2 MiB from 3 MiB, 4 MiB from 5 MiB; it would be 8 MiB from
-   * 9 MiB.  Each read that leaves the reader less than half the window
-   * in hand is refilled to a window past it: advice ending at end[i]
-   * MiB, none where it is 0.
+   * 9 MiB.  Each read that leaves the reader less than three quarters
+   * of the window in hand is refilled to a window past it (when that is
+   * at least min_advice, 1 MiB): advice ending at end[i] MiB, none where
+   * it is 0.
    */
   cfg = (struct prefetch_config){
     .device_size = GiB,
@@ -908,7 +921,7 @@ test_config (void **state)
   assert_int_equal (advise (p, 0, MiB, NO_LIMIT, &got), 0);
   for (i = 1; i < 12; i++)
     {
-      static const uint64_t end[] = { 0, 3, 5, 0, 9, 0, 0, 12, 0, 0, 15, 0 };
+      static const uint64_t end[] = { 0, 3, 5, 6, 9, 0, 11, 0, 13, 0, 15, 0 };
 
       assert_int_equal (advise (p, i * MiB, MiB, NO_LIMIT, &got), end[i] != 0);
       if (end[i] != 0)
@@ -917,7 +930,8 @@ test_config (void **state)
   prefetch_free (p);
 
   /* A window of 2 MiB from the start to the end: advised on the second
-   * read, and again when the reader has less than 1 MiB in hand.
+   * read, and again when the reader has 1 MiB in hand (below three
+   * quarters of the window, and the refill is min_advice).
    */
   cfg = (struct prefetch_config){
     .device_size = GiB,
@@ -930,16 +944,16 @@ test_config (void **state)
   for (i = 1, k = 0; i < 300; i++)
     if (advise (p, i * BS, BS, NO_LIMIT, &got))
       {
-        assert_true (i == 1 || (i == 258 && got.off == 2 * BS + 2 * MiB));
+        assert_true (i == 1 || (i == 257 && got.off == 2 * BS + 2 * MiB));
         assert_int_equal (got.off + got.len, (i + 1) * BS + 2 * MiB);
         k++;
       }
   assert_int_equal (k, 2);
   prefetch_free (p);
 
-  /* min_advice off: only the hysteresis.  The refill at 640 KiB, which
-   * the default holds back, is advised; so is the one after the window
-   * doubles at 768 KiB, with 384 KiB in hand.
+  /* min_advice off: only the hysteresis.  The refills at 512 KiB (of
+   * 256 KiB) and at 768 KiB, after the window doubles, with 256 KiB in
+   * hand, are advised; with the default, the first waits.
    */
   cfg = (struct prefetch_config){
     .device_size = GiB,
@@ -950,21 +964,21 @@ test_config (void **state)
   assert_int_equal (advise (p, 0, 128 * KiB, NO_LIMIT, &got), 0);
   assert_int_equal (advise (p, 128 * KiB, 128 * KiB, NO_LIMIT, &got), 1);
   assert_int_equal (advise (p, 256 * KiB, 128 * KiB, NO_LIMIT, &got), 0);
-  assert_int_equal (advise (p, 384 * KiB, 128 * KiB, NO_LIMIT, &got), 0);
-  assert_int_equal (advise (p, 512 * KiB, 128 * KiB, NO_LIMIT, &got), 1);
+  assert_int_equal (advise (p, 384 * KiB, 128 * KiB, NO_LIMIT, &got), 1);
   assert_int_equal (got.off, 768 * KiB);
-  assert_int_equal (got.len, 384 * KiB);
+  assert_int_equal (got.len, 256 * KiB);
+  assert_int_equal (advise (p, 512 * KiB, 128 * KiB, NO_LIMIT, &got), 0);
   assert_int_equal (advise (p, 640 * KiB, 128 * KiB, NO_LIMIT, &got), 1);
-  assert_int_equal (got.off, 1152 * KiB);
+  assert_int_equal (got.off, 1024 * KiB);
   assert_int_equal (got.off + got.len, 1792 * KiB);
-  /* And a budget of 64 KiB: once the reader has less than 512 KiB in
-   * hand (at 1408 KiB), 64 KiB ranges, as there is no least.
+  /* And a budget of 64 KiB: once the reader has less than 768 KiB in
+   * hand (at 1152 KiB), 64 KiB ranges, as there is no least.
    */
   for (i = 6; i < 12; i++)
     {
       assert_int_equal (advise (p, i * 128 * KiB, 128 * KiB, 64 * KiB, &got),
-                        i >= 10);
-      if (i >= 10)
+                        i >= 8);
+      if (i >= 8)
         assert_int_equal (got.len, 64 * KiB);
     }
   prefetch_free (p);
@@ -1086,7 +1100,7 @@ test_simulation (void **state)
     for (off = 0; off < size; off += 128 * KiB)
       sim_read (p, &s, off, 128 * KiB, &in_flight);
     sim_print (&s);
-    /* 1.00x, and in ranges of about half a window: it was one range
+    /* 1.00x, and in ranges of about a quarter window: it was one range
      * per read, of 128 KiB.
      */
     assert_int_equal (s.advised, size - 256 * KiB);
