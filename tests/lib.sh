@@ -107,17 +107,30 @@ plugin_env () {
 }
 
 # start_nbdkit SOCKET INDEX [PARAM=VALUE...]: serves the index on a Unix
-# socket in the background, logging to $TMP/nbdkit.log.
+# socket in the background, logging to $TMP/nbdkit.log.  With SOCKET
+# "tcp" it listens on 127.0.0.1 at a free port instead, and sets
+# NBDKIT_PORT (for clients that speak only TCP, such as nbd-client in a
+# qemu guest).
 start_nbdkit () {
-  local sock=$1 index=$2
+  local sock=$1 index=$2 listen
   shift 2
+  if [ "$sock" = tcp ]; then
+    # The kernel picks a free port; another program could take it before
+    # nbdkit binds it, but then nbdkit fails loudly below.
+    NBDKIT_PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    listen=(-i 127.0.0.1 -p "$NBDKIT_PORT")
+  else
+    listen=(--unix "$sock")
+  fi
+  # nbdkit writes its pid file once it accepts connections.
+  rm -f "$TMP/nbdkit.pid"
   env $(plugin_env) nbdkit -f --log=stderr -D s3bd.verbose=1 -v \
-    --unix "$sock" "$S3BD_PLUGIN_SO" index="$index" \
+    "${listen[@]}" -P "$TMP/nbdkit.pid" "$S3BD_PLUGIN_SO" index="$index" \
     endpoint="$S3BD_TEST_ENDPOINT" path-style=true "$@" \
     > "$TMP/nbdkit.log" 2>&1 &
   NBDKIT_PID=$!
   for _ in $(seq 300); do
-    [ -S "$sock" ] && return 0
+    [ -s "$TMP/nbdkit.pid" ] && return 0
     kill -0 "$NBDKIT_PID" 2>/dev/null || { cat "$TMP/nbdkit.log" >&2; echo "FAIL: nbdkit did not start" >&2; exit 1; }
     sleep 0.1
   done
