@@ -503,12 +503,27 @@ out:
   return ret;
 }
 
+/* What is left of the request's retry budget (timeout=), at least 1 ms.
+ * The policy only decides whether to start another attempt; it is this
+ * that keeps an attempt from outliving the budget by waiting on a server
+ * that accepts connections and never answers (a frozen process: the
+ * kernel still completes the handshake), for up to low_speed_time_s.
+ */
+static uint64_t
+budget_left_ms (const struct s3_client *c, const struct attempt *a)
+{
+  uint64_t spent = s3_now_ms () - a->start_ms;
+
+  return spent + 1 < c->retry.budget_ms ? c->retry.budget_ms - spent : 1;
+}
+
 static int
 start_attempt (struct s3_engine *e, struct attempt *a)
 {
   struct s3_client *c = e->client;
   struct s3_request *r = a->r;
   char *host = NULL, *path = NULL;
+  uint64_t left = budget_left_ms (c, a);
   CURL *h;
 
   attempt_reset (a);
@@ -547,13 +562,22 @@ start_attempt (struct s3_engine *e, struct attempt *a)
   curl_easy_setopt (h, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt (h, CURLOPT_NOPROXY, "*");
   curl_easy_setopt (h, CURLOPT_CONNECTTIMEOUT_MS,
-                    (long) c->connect_timeout_ms);
+                    (long) (c->connect_timeout_ms < left
+                            ? c->connect_timeout_ms : left));
   if (c->request_timeout_ms)
     curl_easy_setopt (h, CURLOPT_TIMEOUT_MS, (long) c->request_timeout_ms);
   if (c->low_speed_time_s)
     {
+      /* A stall ends the attempt when the budget runs out (curl counts
+       * whole seconds), but a transfer still moving data is never cut:
+       * a large object may take longer than the budget to arrive.
+       */
+      uint64_t stall_s = (left + 999) / 1000;
+
+      if (stall_s > c->low_speed_time_s)
+        stall_s = c->low_speed_time_s;
       curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-      curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, (long) c->low_speed_time_s);
+      curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, (long) stall_s);
     }
   if (c->no_verify_tls)
     {

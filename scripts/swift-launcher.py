@@ -12,7 +12,8 @@
 # Swift's import peeks at there is discarded.
 #
 # Sequence: bind the four listening sockets on 127.0.0.1 port 0 (the kernel
-# picks free ports, so concurrent test runs never collide), build one-replica
+# picks free ports, so concurrent test runs never collide; S3BD_S3_PORT
+# fixes the S3 one), build one-replica
 # one-device rings naming those ports, load the WSGI apps, serve on the
 # already-bound sockets, then write the proxy port to DIR/port (readiness).
 #
@@ -28,6 +29,14 @@
 #       self-signed certificate) and DIR/key.pem, which scripts/s3-server
 #       makes with openssl.  The object/container/account servers, reached
 #       by the proxy only, stay plain HTTP.
+#   S3BD_S3_PORT=N  (default 0: the kernel picks) serve S3 on this port,
+#       so that a server stopped and started again on the same DIR (the
+#       data stays there; the rings are rebuilt at every start) keeps its
+#       address: see "s3-server restart".  The internal servers still take
+#       kernel-picked ports.  A port still held for a moment (a connection
+#       of the last server lingering, say) is tried again for up to
+#       S3BD_S3_BIND_TIMEOUT seconds (default 10).  No SO_REUSEPORT: a
+#       second server on the same port fails instead of sharing it.
 #
 # Credentials: access key "test:tester", secret "testing" (tempauth, .admin);
 # region us-east-1.  Log: stderr (scripts/s3-server sends it to DIR/server.log);
@@ -51,6 +60,15 @@ if _tls not in ('', '0', '1'):
 TLS = _tls == '1'
 TLS_CERT = os.path.join(DIR, 'ca.pem')
 TLS_KEY = os.path.join(DIR, 'key.pem')
+_port = os.environ.get('S3BD_S3_PORT', '') or '0'
+if not _port.isdigit() or int(_port) > 65535:
+    sys.exit('swift-launcher: S3BD_S3_PORT=%s: want a TCP port, 1 to 65535 '
+             '(0: any)' % _port)
+PORT = int(_port)
+try:
+    BIND_TIMEOUT = float(os.environ.get('S3BD_S3_BIND_TIMEOUT', '') or '10')
+except ValueError:
+    sys.exit('swift-launcher: S3BD_S3_BIND_TIMEOUT: want seconds')
 
 # eventlet's green DNS resolver costs ~0.15 s of imports; every address used
 # here is a literal 127.0.0.1.  Must be set before eventlet is imported.
@@ -394,7 +412,10 @@ def main():
     # 1. Sockets first: the ports must be known before the rings are built.
     socks = {}
     for name in SERVERS:
-        sock = eventlet.listen(('127.0.0.1', 0), backlog=1024)
+        if name == 'proxy' and PORT:
+            sock = listen_fixed(PORT)
+        else:
+            sock = eventlet.listen(('127.0.0.1', 0), backlog=1024)
         # Accepted sockets inherit this: no Nagle delays between the
         # in-process servers or towards the client.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -483,6 +504,29 @@ def main():
                 os.kill(pid, signal.SIGTERM)
             except OSError:
                 pass
+
+
+def listen_fixed(port):
+    """A listening socket on 127.0.0.1:port, retried while it is in use.
+
+    SO_REUSEADDR (eventlet's default) lets it bind while connections of a
+    previous server on the port linger in TIME_WAIT; eventlet would also
+    set SO_REUSEPORT for a fixed port, which would let two servers share
+    it silently (the kernel spreads connections over both), so it is off.
+    Still EADDRINUSE: something listens there or a client's connection
+    holds the port (an ephemeral port can be any port); wait for it.
+    """
+    import errno
+    deadline = time.monotonic() + BIND_TIMEOUT
+    while True:
+        try:
+            return eventlet.listen(('127.0.0.1', port), backlog=1024,
+                                   reuse_port=False)
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                sys.exit('swift-launcher: cannot listen on 127.0.0.1:%d: %s'
+                         % (port, e.strerror))
+        time.sleep(0.1)
 
 
 def serve(socks, apps):

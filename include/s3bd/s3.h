@@ -48,7 +48,9 @@ struct s3_config {
   unsigned max_attempts;         /* per request, default 8 */
   unsigned retry_base_ms;        /* default 100 */
   unsigned retry_cap_ms;         /* one delay at most, default 5000 */
-  unsigned retry_budget_ms;      /* whole request incl. retries, 60000 */
+  unsigned retry_budget_ms;      /* whole request incl. retries, 60000;
+                                    also caps an attempt's connect and
+                                    stall timeouts */
   unsigned max_connections;      /* per engine, default 64 */
   struct creds_config creds;
 };
