@@ -107,12 +107,16 @@ plugin_env () {
 }
 
 # start_nbdkit SOCKET INDEX [PARAM=VALUE...]: serves the index on a Unix
-# socket in the background, logging to $TMP/nbdkit.log.
+# socket in the background, logging to $TMP/nbdkit.log.  INDEX may be
+# source=s3://BUCKET/PREFIX/ instead: the plugin builds the index.
 start_nbdkit () {
   local sock=$1 index=$2
   shift 2
+  case $index in source=*) ;; *) index="index=$index" ;; esac
+  # A socket left by an earlier server would look ready at once.
+  rm -f "$sock"
   env $(plugin_env) nbdkit -f --log=stderr -D s3bd.verbose=1 -v \
-    --unix "$sock" "$S3BD_PLUGIN_SO" index="$index" \
+    --unix "$sock" "$S3BD_PLUGIN_SO" "$index" \
     endpoint="$S3BD_TEST_ENDPOINT" path-style=true "$@" \
     > "$TMP/nbdkit.log" 2>&1 &
   NBDKIT_PID=$!
