@@ -3,12 +3,16 @@
  * How this plugin works.
  *   The index (index=, a local file or an s3:// object) holds the ext4
  *   metadata of an image whose files are the dataset's objects, and where
- *   each object's bytes lie on the device.  A pread is split by the map
- *   (index_lookup): metadata blocks are copied from the index, unused
- *   blocks read as zeros, and data blocks come from the chunk cache
- *   (cache.c), which fetches missing chunks with ranged GETs that carry
- *   If-Match: <the ETag in the index>.  The bytes past an object's end in
- *   its last block read as zeros.
+ *   each object's bytes lie on the device.  With source=s3://B/P/ the
+ *   plugin builds that index itself at start-up, with the call
+ *   s3bd-mkimage makes (build_index), and decodes it as if read from a
+ *   file: the device is the one index= would serve.
+ *
+ *   A pread is split by the map (index_lookup): metadata blocks are copied
+ *   from the index, unused blocks read as zeros, and data blocks come from
+ *   the chunk cache (cache.c), which fetches missing chunks with ranged
+ *   GETs that carry If-Match: <the ETag in the index>.  The bytes past an
+ *   object's end in its last block read as zeros.
  *
  *   Every read is also shown to the readahead policy (prefetch.c); the
  *   ranges it advises, within the global readahead budget, are mapped to
@@ -28,6 +32,10 @@
  * No lock is held while calling into another module, except prefetch_lock
  * around prefetch_advise, which calls nothing.
  *
+ * Export names: by default any name the client asks for is served (the
+ * device is the same).  With export-name=NAME, list_exports and
+ * default_export report NAME and open refuses any other name.
+ *
  * Ownership: everything is global (the device is shared by every
  * connection); the per-connection handle is empty.
  */
@@ -37,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -44,6 +53,7 @@
 #include "cache.h"
 #include "plugin.h"
 #include "prefetch.h"
+#include "s3bd/build.h"
 #include "s3bd/index.h"
 #include "s3bd/s3.h"
 
@@ -56,6 +66,11 @@ struct s3bd_state s3bd;
 
 static struct s3_config s3cfg;
 static const char *index_arg;
+static const char *source_arg;
+static const char *export_name;      /* NULL: serve any name */
+/* source= only: how the image is built (s3bd-mkimage's options). */
+static struct build_opts bopts;
+static const char *build_key;        /* the last one given, for errors */
 static uint64_t cache_size = 1ULL << 30;
 static uint64_t chunk_size = 256 << 10;
 static uint64_t max_fetch = 32 << 20;
@@ -98,14 +113,133 @@ parse_bool_key (const char *value, bool *out)
   return 0;
 }
 
+/* A number in base 8 or 10, as s3bd-mkimage reads it; 0 or -1. */
+static int
+parse_base (const char *value, int base, unsigned long max,
+            unsigned long *out)
+{
+  char *end;
+
+  errno = 0;
+  *out = strtoul (value, &end, base);
+  return errno || end == value || *end || *value == '-' || *out > max
+         ? -1 : 0;
+}
+
+/* Decimal, as s3bd-mkimage's --uid and --gid. */
+static int
+parse_id_key (const char *key, const char *value, uint32_t *out)
+{
+  unsigned long v;
+
+  if (parse_base (value, 10, UINT32_MAX, &v) == -1)
+    {
+      nbdkit_error ("%s=%s: expected a decimal number, 0 to %" PRIu32, key,
+                    value, UINT32_MAX);
+      return -1;
+    }
+  *out = (uint32_t) v;
+  return 0;
+}
+
+/* Permission bits, octal as in chmod and s3bd-mkimage's --file-mode. */
+static int
+parse_mode_key (const char *key, const char *value, uint16_t *out)
+{
+  unsigned long v;
+
+  if (parse_base (value, 8, 07777, &v) == -1)
+    {
+      nbdkit_error ("%s=%s: expected octal permission bits, 0 to 07777",
+                    key, value);
+      return -1;
+    }
+  *out = (uint16_t) v;
+  return 0;
+}
+
+/* I/N: keep objects I, I+N, I+2N... (SageMaker's ShardedByS3Key). */
+static int
+parse_shard_key (const char *value, unsigned *i, unsigned *n)
+{
+  const char *slash = strchr (value, '/');
+  char first[32];
+
+  if (slash == NULL || (size_t) (slash - value) >= sizeof first)
+    goto bad;
+  memcpy (first, value, (size_t) (slash - value));
+  first[slash - value] = '\0';
+  if (nbdkit_parse_unsigned ("shard index", first, i) == -1
+      || nbdkit_parse_unsigned ("shard count", slash + 1, n) == -1)
+    return -1;
+  if (*n == 0 || *i >= *n)
+    goto bad;
+  return 0;
+bad:
+  nbdkit_error ("shard=%s: expected I/N with 0 <= I < N", value);
+  return -1;
+}
+
+/* The keys that shape the image built from source=: 0 or -1 when key
+ * is one of them, 1 when it is not.
+ */
+static int
+config_build_key (const char *key, const char *value)
+{
+  int r;
+
+  if (strcmp (key, "uid") == 0)
+    r = parse_id_key (key, value, &bopts.uid);
+  else if (strcmp (key, "gid") == 0)
+    r = parse_id_key (key, value, &bopts.gid);
+  else if (strcmp (key, "file-mode") == 0)
+    r = parse_mode_key (key, value, &bopts.file_mode);
+  else if (strcmp (key, "dir-mode") == 0)
+    r = parse_mode_key (key, value, &bopts.dir_mode);
+  else if (strcmp (key, "label") == 0)
+    {
+      r = 0;
+      if (strlen (value) > 16)
+        {
+          nbdkit_error ("label=%s: at most 16 bytes", value);
+          r = -1;
+        }
+      bopts.label = value;
+    }
+  else if (strcmp (key, "shard") == 0)
+    r = parse_shard_key (value, &bopts.shard_index, &bopts.shard_count);
+  else
+    return 1;
+  build_key = key;
+  return r;
+}
+
 static int
 s3bd_config (const char *key, const char *value)
 {
   uint64_t v;
   bool b;
+  int r = config_build_key (key, value);
 
+  if (r != 1)
+    return r;
   if (strcmp (key, "index") == 0)
     index_arg = value;
+  else if (strcmp (key, "source") == 0)
+    source_arg = value;
+  else if (strcmp (key, "export-name") == 0)
+    {
+      /* The protocol's limit; "" is every client's default, which is
+       * what leaving the key out serves already.
+       */
+      if (*value == '\0' || strlen (value) > 4096)
+        {
+          nbdkit_error ("export-name: must be 1 to 4096 bytes (leave it "
+                        "out to accept any name)");
+          return -1;
+        }
+      export_name = value;
+    }
   else if (strcmp (key, "endpoint") == 0)
     s3cfg.endpoint = value;
   else if (strcmp (key, "region") == 0)
@@ -189,11 +323,40 @@ s3bd_config (const char *key, const char *value)
 static int
 s3bd_config_complete (void)
 {
-  if (index_arg == NULL)
+  struct s3bd_error err = { 0 };
+  char *bucket, *prefix;
+
+  if (index_arg && source_arg)
     {
-      nbdkit_error ("index= is required: the path or s3:// URI of an index "
-                    "made by s3bd-mkimage");
+      nbdkit_error ("index= and source= exclude each other: serve an index "
+                    "made by s3bd-mkimage, or build one from source= at "
+                    "start-up");
       return -1;
+    }
+  if (index_arg == NULL && source_arg == NULL)
+    {
+      nbdkit_error ("give index=PATH|s3://BUCKET/KEY (an index made by "
+                    "s3bd-mkimage) or source=s3://BUCKET/PREFIX/ (built "
+                    "at start-up)");
+      return -1;
+    }
+  if (index_arg && build_key)
+    {
+      nbdkit_error ("%s= applies to source= only: an index made by "
+                    "s3bd-mkimage was built with its own options",
+                    build_key);
+      return -1;
+    }
+  if (source_arg)
+    {
+      /* Its message starts with the URI: "source=URI: no bucket name". */
+      if (s3_parse_uri (source_arg, &bucket, &prefix, &err) == -1)
+        {
+          nbdkit_error ("source=%s", err.msg);
+          return -1;
+        }
+      free (bucket);
+      free (prefix);
     }
   if (chunk_size > max_fetch)
     {
@@ -215,7 +378,14 @@ s3bd_config_complete (void)
 }
 
 #define s3bd_config_help \
-  "index=PATH|s3://B/K  (required) the index made by s3bd-mkimage\n" \
+  "index=PATH|s3://B/K  the index made by s3bd-mkimage, or:\n" \
+  "source=s3://B/P/     build the index of this prefix at start-up\n" \
+  "  uid=N, gid=N       source=: owner of every file (default 0)\n" \
+  "  file-mode=MODE     source=: default 0444\n" \
+  "  dir-mode=MODE      source=: default 0555\n" \
+  "  label=NAME         source=: file system label (default none)\n" \
+  "  shard=I/N          source=: keep objects I, I+N... (default all)\n" \
+  "export-name=NAME     serve this export name only (default: any name)\n" \
   "endpoint=URL         S3 endpoint (default: environment, profile, AWS)\n" \
   "region=R             region (default: environment, profile, us-east-1)\n" \
   "profile=P            credentials/config profile\n" \
@@ -237,6 +407,65 @@ s3bd_config_complete (void)
 
 /* ---- Start-up ---- */
 
+static void
+s3bd_load (void)
+{
+  build_opts_init (&bopts);
+}
+
+static double
+now_s (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+/* source=: the index s3bd-mkimage would write for the same prefix and
+ * options (and SOURCE_DATE_EPOCH), built and decoded in memory.  Going
+ * through the encoded bytes costs a little time but makes the device
+ * exactly the one index= would serve, checked by the same decoder.
+ */
+static int
+build_source (struct s3bd_error *err)
+{
+  struct build_result res;
+  double start = now_s ();
+  size_t nfiles, nleft;
+  int r;
+
+  bopts.prefix_uri = source_arg;
+  bopts.time = build_source_date_epoch ();
+  if (build_index (s3bd.client, &bopts, &res, err) == -1)
+    {
+      s3bd_error_prefix (err, "source");
+      return -1;
+    }
+  nfiles = res.ds.nfiles;
+  nleft = res.ds.nleft;
+  for (size_t i = 0; s3bd_debug_verbose && i < nleft; i++)
+    nbdkit_debug ("s3bd: left out s3://%s/%s: %s",
+                  res.ds.buckets[res.ds.left[i].bucket], res.ds.left[i].key,
+                  ds_reason_text (res.ds.left[i].reason));
+  dataset_free (&res.ds);       /* before decoding: a lower peak */
+  r = index_decode (res.index, res.index_len, &s3bd.idx, err);
+  if (r == 0)
+    /* At start-up, whatever the verbosity, like the stats at exit: the
+     * operator wants to see what is being served.
+     */
+    fprintf (stderr, "nbdkit: s3bd: source %s: %zu objects, %" PRIu64
+             " bytes, %zu left out, %" PRIu64 " directories; device %"
+             PRIu64 " MiB, index %zu bytes; built in %.2f s\n",
+             source_arg, nfiles, res.bytes, nleft, res.dirs,
+             s3bd.idx.device_blocks * s3bd.idx.block_size >> 20,
+             res.index_len, now_s () - start);
+  else
+    s3bd_error_prefix (err, "source %s: the index built", source_arg);
+  build_result_free (&res);
+  return r;
+}
+
 static int
 load_index (struct s3bd_error *err)
 {
@@ -244,6 +473,8 @@ load_index (struct s3bd_error *err)
   size_t len;
   int r;
 
+  if (source_arg)
+    return build_source (err);
   if (strncmp (index_arg, "s3://", 5) != 0)
     return index_read_file (index_arg, &s3bd.idx, err);
   r = s3_read_object (s3bd.client, index_arg, &buf, &len, err) == 0
@@ -278,8 +509,10 @@ s3bd_get_ready (void)
       s3bd_fail (&err, S3BD_ENOMEM, "out of memory");
       goto fail;
     }
-  nbdkit_debug ("s3bd: index %s: %" PRIu64 " objects, device %" PRIu64
-                " bytes; endpoint %s, credentials from %s", index_arg,
+  nbdkit_debug ("s3bd: %s %s: %" PRIu64 " objects, device %" PRIu64
+                " bytes; endpoint %s, credentials from %s",
+                source_arg ? "source" : "index",
+                source_arg ? source_arg : index_arg,
                 s3bd.idx.nobjects, pc.device_size,
                 s3_client_endpoint (s3bd.client),
                 creds_source (s3_client_creds (s3bd.client)));
@@ -328,11 +561,54 @@ s3bd_unload (void)
   s3_client_free (s3bd.client);
 }
 
+/* ---- Export names ---- */
+
+static int
+s3bd_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
+{
+  if (export_name == NULL)
+    return nbdkit_use_default_export (exports);   /* "", as before */
+  return nbdkit_add_export (exports, export_name,
+                            source_arg ? source_arg : index_arg);
+}
+
+static const char *
+s3bd_default_export (int readonly, int is_tls)
+{
+  /* A client asking for the default export ("") gets the one there is. */
+  return export_name ? export_name : "";
+}
+
 /* ---- Per connection ---- */
 
 static void *
 s3bd_open (int readonly)
 {
+  if (export_name)
+    {
+      /* The name the client asked for; "" was already turned into
+       * export_name by default_export.
+       */
+      const char *name = nbdkit_export_name ();
+      char shown[65];
+      size_t i;
+
+      if (name == NULL)
+        return NULL;
+      if (strcmp (name, export_name) != 0)
+        {
+          /* The client's bytes, cut and with control characters
+           * replaced: they must not forge a line of the log.
+           */
+          for (i = 0; name[i] && i < sizeof shown - 1; i++)
+            shown[i] = (unsigned char) name[i] < 0x20 || name[i] == 0x7f
+                       ? '?' : name[i];
+          shown[i] = '\0';
+          nbdkit_error ("export '%s%s' not found: this server serves '%s' "
+                        "only", shown, name[i] ? "..." : "", export_name);
+          return NULL;
+        }
+    }
   /* Everything is shared; the handle only has to be non-NULL. */
   return &s3bd;
 }
@@ -447,6 +723,7 @@ static struct nbdkit_plugin plugin = {
   .name = "s3bd",
   .longname = "s3bd: an S3 dataset as a read-only ext4 block device",
   .version = "0.1.0",
+  .load = s3bd_load,
   .config = s3bd_config,
   .config_complete = s3bd_config_complete,
   .config_help = s3bd_config_help,
@@ -455,6 +732,8 @@ static struct nbdkit_plugin plugin = {
   .after_fork = s3bd_after_fork,
   .cleanup = s3bd_cleanup,
   .unload = s3bd_unload,
+  .list_exports = s3bd_list_exports,
+  .default_export = s3bd_default_export,
   .open = s3bd_open,
   .get_size = s3bd_get_size,
   .can_write = s3bd_can_write,

@@ -110,22 +110,26 @@ plugin_env () {
 # socket in the background, logging to $TMP/nbdkit.log.  With SOCKET
 # "tcp" it listens on 127.0.0.1 at a free port instead, and sets
 # NBDKIT_PORT (for clients that speak only TCP, such as nbd-client in a
-# qemu guest).
+# qemu guest).  INDEX may be source=s3://BUCKET/PREFIX/ instead: the
+# plugin builds the index.
 start_nbdkit () {
   local sock=$1 index=$2 listen
   shift 2
+  case $index in source=*) ;; *) index="index=$index" ;; esac
   if [ "$sock" = tcp ]; then
     # The kernel picks a free port; another program could take it before
     # nbdkit binds it, but then nbdkit fails loudly below.
     NBDKIT_PORT=$(/usr/bin/python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     listen=(-i 127.0.0.1 -p "$NBDKIT_PORT")
   else
+    # A socket left by an earlier server would look ready at once.
+    rm -f "$sock"
     listen=(--unix "$sock")
   fi
   # nbdkit writes its pid file once it accepts connections.
   rm -f "$TMP/nbdkit.pid"
   env $(plugin_env) nbdkit -f --log=stderr -D s3bd.verbose=1 -v \
-    "${listen[@]}" -P "$TMP/nbdkit.pid" "$S3BD_PLUGIN_SO" index="$index" \
+    "${listen[@]}" -P "$TMP/nbdkit.pid" "$S3BD_PLUGIN_SO" "$index" \
     endpoint="$S3BD_TEST_ENDPOINT" path-style=true "$@" \
     > "$TMP/nbdkit.log" 2>&1 &
   NBDKIT_PID=$!

@@ -1,0 +1,270 @@
+/* Unit tests of lib/build.c, from saved listings (no S3): the result is
+ * an index that decodes to the dataset; the same input gives the same
+ * bytes, and unsharded is unsharded however it is said; each option
+ * reaches the image; option and source errors name their subject and
+ * leave the result zeroed.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "s3bd/build.h"
+#include "s3bd/ext4.h"
+#include "s3bd/index.h"
+
+/* A saved listing in a temporary file: "SIZE\tETAG\tMTIME\tKEY" lines. */
+static char listing_path[64];
+
+static int
+setup (void **state)
+{
+  static const char text[] =
+    "0\t\"e0\"\t1700000000\tds/a/empty\n"
+    "1\t\"e1\"\t1700000001\tds/a/one\n"
+    "4097\t\"e2\"\t1700000002\tds/a/b4097\n"
+    "5\t\"e3\"\t1700000003\tds/bad//segment\n"
+    "0\t\"e4\"\t1700000004\tds/markers/dir/\n"
+    "300000\t\"e5\"\t1700000005\tds/big.bin\n"
+    "7\t\"e6\"\t1700000006\tother/outside\n";
+  int fd;
+
+  snprintf (listing_path, sizeof listing_path, "/tmp/test-build.XXXXXX");
+  fd = mkstemp (listing_path);
+  if (fd == -1 || write (fd, text, sizeof text - 1)
+      != (ssize_t) (sizeof text - 1))
+    return -1;
+  close (fd);
+  return 0;
+}
+
+static int
+teardown (void **state)
+{
+  unlink (listing_path);
+  return 0;
+}
+
+static void
+opts_of (struct build_opts *o, const char *uri)
+{
+  build_opts_init (o);
+  o->prefix_uri = uri;
+  o->listing = listing_path;
+}
+
+static void
+test_defaults (void **state)
+{
+  struct build_opts o;
+  struct build_result r;
+  struct s3bd_error err = { 0 };
+  struct s3bd_index idx;
+
+  build_opts_init (&o);
+  assert_int_equal (o.file_mode, 0444);
+  assert_int_equal (o.dir_mode, 0555);
+  assert_int_equal (o.shard_count, 1);
+  assert_int_equal (o.parallel, 16);
+  assert_true (o.time == -1);
+
+  opts_of (&o, "s3://bkt/ds/");
+  assert_int_equal (build_index (NULL, &o, &r, &err), 0);
+  assert_int_equal (r.ds.nfiles, 4);          /* not "other/outside" */
+  assert_int_equal (r.ds.nleft, 1);           /* bad//segment */
+  assert_int_equal (r.bytes, 0 + 1 + 4097 + 300000);
+  assert_int_equal (index_decode (r.index, r.index_len, &idx, &err), 0);
+  assert_int_equal (idx.nobjects, 4);
+  assert_int_equal (idx.nleft, 1);
+  assert_int_equal (idx.device_blocks, r.device_blocks);
+  assert_string_equal (idx.buckets[0], "bkt");
+  assert_string_equal (idx.prefix, "ds/");
+  assert_int_equal (idx.source_kind, INDEX_SOURCE_PREFIX);
+  assert_int_equal (idx.shard_count, 1);
+  assert_true (idx.created == 1700000005);    /* the newest object */
+  index_free (&idx);
+  build_result_free (&r);
+  build_result_free (&r);                     /* twice is safe */
+  assert_null (r.index);
+}
+
+static void
+test_deterministic (void **state)
+{
+  struct build_opts o;
+  struct build_result a, b, c;
+  struct s3bd_error err = { 0 };
+
+  opts_of (&o, "s3://bkt/ds/");
+  assert_int_equal (build_index (NULL, &o, &a, &err), 0);
+  assert_int_equal (build_index (NULL, &o, &b, &err), 0);
+  assert_int_equal (a.index_len, b.index_len);
+  assert_memory_equal (a.index, b.index, a.index_len);
+  /* 0/0 and 0/1 are both "every object": the same UUID. */
+  o.shard_count = 0;
+  assert_int_equal (build_index (NULL, &o, &c, &err), 0);
+  assert_int_equal (a.index_len, c.index_len);
+  assert_memory_equal (a.index, c.index, a.index_len);
+  build_result_free (&c);
+  /* The URI as written is part of the identity. */
+  opts_of (&o, "s3://bkt/ds");
+  assert_int_equal (build_index (NULL, &o, &c, &err), 0);
+  assert_true (a.index_len != c.index_len
+               || memcmp (a.index, c.index, a.index_len) != 0);
+  build_result_free (&a);
+  build_result_free (&b);
+  build_result_free (&c);
+}
+
+/* The superblock: block 0 holds it at byte 1024. */
+static const unsigned char *
+superblock (const struct s3bd_index *idx)
+{
+  struct index_lookup l;
+
+  assert_int_equal (index_lookup (idx, 0, &l), 0);
+  assert_int_equal (l.kind, INDEX_META);
+  return l.meta + 1024;
+}
+
+static void
+test_options (void **state)
+{
+  struct build_opts o;
+  struct build_result r;
+  struct s3bd_error err = { 0 };
+  struct s3bd_index idx;
+  const unsigned char *sb;
+
+  opts_of (&o, "s3://bkt/ds/");
+  o.label = "sixteen-bytes-ok";
+  o.time = 1234567890;
+  o.shard_index = 1;
+  o.shard_count = 2;
+  assert_int_equal (build_index (NULL, &o, &r, &err), 0);
+  /* Sorted: a/b4097, a/empty, a/one, big.bin; shard 1/2 keeps 1 and 3. */
+  assert_int_equal (r.ds.nfiles, 2);
+  assert_string_equal (r.ds.files[0].path, "a/empty");
+  assert_string_equal (r.ds.files[1].path, "big.bin");
+  assert_int_equal (index_decode (r.index, r.index_len, &idx, &err), 0);
+  assert_int_equal (idx.shard_index, 1);
+  assert_int_equal (idx.shard_count, 2);
+  assert_true (idx.created == 1234567890);
+  sb = superblock (&idx);
+  assert_memory_equal (sb + 0x78, "sixteen-bytes-ok", 16);  /* s_volume_name */
+  index_free (&idx);
+  build_result_free (&r);
+}
+
+static void
+test_manifest_needs_s3 (void **state)
+{
+  struct build_opts o;
+  struct build_result r;
+  struct s3bd_error err = { 0 };
+
+  /* Looking a manifest's objects up lists S3, even with a saved listing. */
+  build_opts_init (&o);
+  o.manifest = "m.json";
+  assert_int_equal (build_index (NULL, &o, &r, &err), -1);
+  assert_int_equal (err.code, S3BD_EINVAL);
+  assert_string_equal (err.msg, "listing m.json needs an S3 client");
+  o.listing = listing_path;
+  assert_int_equal (build_index (NULL, &o, &r, &err), -1);
+  assert_non_null (strstr (err.msg, "give the prefix too"));
+}
+
+static void
+test_errors (void **state)
+{
+  struct build_opts o;
+  struct build_result r;
+  struct s3bd_error err = { 0 };
+
+  build_opts_init (&o);
+  assert_int_equal (build_index (NULL, &o, &r, &err), -1);
+  assert_non_null (strstr (err.msg, "exactly one source"));
+
+  opts_of (&o, "s3://bkt/ds/");
+  o.manifest = "m.json";
+  assert_int_equal (build_index (NULL, &o, &r, &err), -1);
+  assert_non_null (strstr (err.msg, "exactly one source"));
+
+  opts_of (&o, "s3://bkt/ds/");
+  o.listing = NULL;
+  assert_int_equal (build_index (NULL, &o, &r, &err), -1);
+  assert_non_null (strstr (err.msg, "s3://bkt/ds/ needs an S3 client"));
+
+  opts_of (&o, "s3://bkt/ds/");
+  o.label = "seventeen-bytes-x";
+  assert_int_equal (build_index (NULL, &o, &r, &err), -1);
+  assert_non_null (strstr (err.msg, "at most 16 bytes"));
+
+  opts_of (&o, "s3://bkt/ds/");
+  o.shard_index = 2;
+  o.shard_count = 2;
+  assert_int_equal (build_index (NULL, &o, &r, &err), -1);
+  assert_non_null (strstr (err.msg, "shard 2/2"));
+
+  opts_of (&o, "s3://bkt/ds/");
+  o.file_mode = 010000;
+  assert_int_equal (build_index (NULL, &o, &r, &err), -1);
+  assert_int_equal (err.code, S3BD_EINVAL);
+
+  opts_of (&o, "s3://bkt/nothing/");
+  assert_int_equal (build_index (NULL, &o, &r, &err), -1);
+  assert_string_equal (err.msg, "s3://bkt/nothing/: no objects to serve");
+  assert_null (r.index);
+  assert_int_equal (r.ds.nfiles, 0);
+
+  opts_of (&o, "s3://bkt/ds/bad/");
+  assert_int_equal (build_index (NULL, &o, &r, &err), -1);
+  assert_string_equal (err.msg, "s3://bkt/ds/bad/: no objects to serve "
+                       "(every key was left out)");
+
+  opts_of (&o, "s3://bkt/ds/");
+  o.listing = "/nonexistent/listing";
+  assert_int_equal (build_index (NULL, &o, &r, &err), -1);
+  assert_int_equal (err.code, S3BD_EIO);
+  assert_non_null (strstr (err.msg, "/nonexistent/listing"));
+
+  opts_of (&o, "bkt/ds/");
+  assert_int_equal (build_index (NULL, &o, &r, &err), -1);
+  assert_non_null (strstr (err.msg, "not an S3 URI"));
+}
+
+static void
+test_source_date_epoch (void **state)
+{
+  setenv ("SOURCE_DATE_EPOCH", "1234567890", 1);
+  assert_true (build_source_date_epoch () == 1234567890);
+  setenv ("SOURCE_DATE_EPOCH", "", 1);
+  assert_true (build_source_date_epoch () == -1);
+  setenv ("SOURCE_DATE_EPOCH", "12x", 1);
+  assert_true (build_source_date_epoch () == -1);
+  setenv ("SOURCE_DATE_EPOCH", "-5", 1);
+  assert_true (build_source_date_epoch () == -1);
+  unsetenv ("SOURCE_DATE_EPOCH");
+  assert_true (build_source_date_epoch () == -1);
+}
+
+int
+main (void)
+{
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test (test_defaults),
+    cmocka_unit_test (test_deterministic),
+    cmocka_unit_test (test_options),
+    cmocka_unit_test (test_manifest_needs_s3),
+    cmocka_unit_test (test_errors),
+    cmocka_unit_test (test_source_date_epoch),
+  };
+
+  return cmocka_run_group_tests (tests, setup, teardown);
+}
