@@ -41,6 +41,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "cache.h"
 
@@ -104,6 +105,32 @@ struct cache
   uint64_t fills;           /* in flight */
   struct cache_stats stats; /* .bytes, .inflight_bytes kept current */
 };
+
+/* ---- Chunk buffers ----
+ *
+ * Straight from the kernel, faulted in by the mmap call itself
+ * (MAP_POPULATE), and given back at eviction.  A malloc'd buffer is
+ * faulted in page by page when the body is first written into it: for a
+ * cold cache that was 262,144 page faults per GiB fetched, a quarter of
+ * the plugin's CPU time, where one mmap call per chunk allocates and
+ * clears its pages in one go.
+ */
+
+static unsigned char *
+buf_alloc (size_t len)
+{
+  void *p = mmap (NULL, len, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+  return p == MAP_FAILED ? NULL : p;
+}
+
+static void
+buf_free (unsigned char *buf, size_t len)
+{
+  if (buf)
+    munmap (buf, len);
+}
 
 /* ---- Hash table and LRU list ---- */
 
@@ -247,7 +274,7 @@ free_chunks (struct chunk *list)
   for (; list; list = next)
     {
       next = list->hnext;
-      free (list->buf);
+      buf_free (list->buf, list->len);
       free (list);
     }
 }
@@ -370,7 +397,7 @@ fill_start (struct cache *c, struct cache_fill *fill)
     {
       struct chunk *ch = fill->chunks[k];
 
-      ch->buf = malloc (ch->len);
+      ch->buf = buf_alloc (ch->len);
       if (ch->buf == NULL)
         {
           s3bd_error_clear (&err);
@@ -432,7 +459,7 @@ cache_fill_done (struct cache *c, struct cache_fill *fill,
       hash_remove (c, ch);
       c->stats.bytes -= ch->len;
       ch->state = CHUNK_FAILED;
-      free (ch->buf);
+      buf_free (ch->buf, ch->len);
       ch->buf = NULL;
       if (ch->pins == 0)
         {
