@@ -32,7 +32,8 @@
  * whose fill failed leaves the table at once but lives, FAILED and
  * without a buffer, until its last pin is dropped.
  *
- * Lock order: c->lock is the only lock, and no callback runs under it.
+ * Lock order: c->lock, then c->pool_lock (the spare buffers, see "Chunk
+ * buffers"); no callback runs under either.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -104,30 +105,66 @@ struct cache
   uint64_t unread_bytes;    /* READY chunks still marked unread */
   uint64_t fills;           /* in flight */
   struct cache_stats stats; /* .bytes, .inflight_bytes kept current */
+
+  /* Taken alone or inside c->lock, never around it. */
+  pthread_mutex_t pool_lock;
+  /* protects: pool, pool_n */
+  unsigned char **pool; /* spare buffers of chunk_size bytes */
+  size_t pool_n, pool_max;
 };
 
 /* ---- Chunk buffers ----
  *
  * Straight from the kernel, faulted in by the mmap call itself
- * (MAP_POPULATE), and given back at eviction.  A malloc'd buffer is
- * faulted in page by page when the body is first written into it: for a
- * cold cache that was 262,144 page faults per GiB fetched, a quarter of
- * the plugin's CPU time, where one mmap call per chunk allocates and
- * clears its pages in one go.
+ * (MAP_POPULATE).  A malloc'd buffer was faulted in page by page as the
+ * body was first written into it: for a cold cache, 262,144 page faults
+ * per GiB fetched, a quarter of the plugin's CPU time, where one mmap
+ * call per chunk allocates and clears its pages in one go.  The clearing
+ * is then most of the rest (a third of the plugin's CPU on a cold scan),
+ * so evicted buffers of a whole chunk go to a small pool, and fills take
+ * them from there before asking the kernel: once the cache is full, a
+ * scan recycles its buffers without clearing them.  The pool holds at
+ * most POOL_BYTES (a fixed overhead on top of max_bytes); buffers it
+ * has no room for, and shorter ones (an object's last chunk), go back
+ * to the kernel.
  */
 
-static unsigned char *
-buf_alloc (size_t len)
-{
-  void *p = mmap (NULL, len, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+#define POOL_BYTES (32u << 20)
 
+static unsigned char *
+buf_alloc (struct cache *c, size_t len)
+{
+  void *p = NULL;
+
+  if (len == c->chunk_size)
+    {
+      pthread_mutex_lock (&c->pool_lock);
+      if (c->pool_n > 0)
+        p = c->pool[--c->pool_n];
+      pthread_mutex_unlock (&c->pool_lock);
+      if (p)
+        return p;
+    }
+  p = mmap (NULL, len, PROT_READ | PROT_WRITE,
+            MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
   return p == MAP_FAILED ? NULL : p;
 }
 
 static void
-buf_free (unsigned char *buf, size_t len)
+buf_free (struct cache *c, unsigned char *buf, size_t len)
 {
+  if (buf == NULL)
+    return;
+  if (len == c->chunk_size)
+    {
+      pthread_mutex_lock (&c->pool_lock);
+      if (c->pool_n < c->pool_max)
+        {
+          c->pool[c->pool_n++] = buf;
+          buf = NULL;
+        }
+      pthread_mutex_unlock (&c->pool_lock);
+    }
   if (buf)
     munmap (buf, len);
 }
@@ -267,14 +304,14 @@ make_room (struct cache *c, uint64_t need, bool spare_unread,
 }
 
 static void
-free_chunks (struct chunk *list)
+free_chunks (struct cache *c, struct chunk *list)
 {
   struct chunk *next;
 
   for (; list; list = next)
     {
       next = list->hnext;
-      buf_free (list->buf, list->len);
+      buf_free (c, list->buf, list->len);
       free (list);
     }
 }
@@ -397,7 +434,7 @@ fill_start (struct cache *c, struct cache_fill *fill)
     {
       struct chunk *ch = fill->chunks[k];
 
-      ch->buf = buf_alloc (ch->len);
+      ch->buf = buf_alloc (c, ch->len);
       if (ch->buf == NULL)
         {
           s3bd_error_clear (&err);
@@ -459,7 +496,7 @@ cache_fill_done (struct cache *c, struct cache_fill *fill,
       hash_remove (c, ch);
       c->stats.bytes -= ch->len;
       ch->state = CHUNK_FAILED;
-      buf_free (ch->buf, ch->len);
+      buf_free (c, ch->buf, ch->len);
       ch->buf = NULL;
       if (ch->pins == 0)
         {
@@ -526,7 +563,7 @@ read_missing (struct cache *c, uint64_t object, uint64_t object_size,
                       "cache: no memory to read object %" PRIu64, object);
 
   pthread_mutex_unlock (&c->lock);
-  free_chunks (*freed);
+  free_chunks (c, *freed);
   *freed = NULL;
   fill_start (c, fill);
   pthread_mutex_lock (&c->lock);
@@ -639,7 +676,7 @@ cache_read (struct cache *c, uint64_t object, uint64_t object_size,
   /* Give back what a read had to take past the bound. */
   make_room (c, 0, false, &freed);
   pthread_mutex_unlock (&c->lock);
-  free_chunks (freed);
+  free_chunks (c, freed);
   return r;
 }
 
@@ -701,13 +738,13 @@ cache_prefetch (struct cache *c, uint64_t object, uint64_t object_size,
       started += need;
       idx += (uint64_t)n;
       pthread_mutex_unlock (&c->lock);
-      free_chunks (freed);
+      free_chunks (c, freed);
       freed = NULL;
       fill_start (c, fill);
       pthread_mutex_lock (&c->lock);
     }
   pthread_mutex_unlock (&c->lock);
-  free_chunks (freed);
+  free_chunks (c, freed);
   return started;
 }
 
@@ -757,12 +794,17 @@ cache_new (const struct cache_config *cfg, const struct cache_ops *ops,
   c = calloc (1, sizeof *c);
   if (c == NULL)
     return s3bd_fail (err, S3BD_ENOMEM, "cache: out of memory");
+  c->pool_max = POOL_BYTES / cfg->chunk_size;
   c->buckets = calloc (nbuckets, sizeof *c->buckets);
-  if (c->buckets == NULL || pthread_mutex_init (&c->lock, NULL) != 0)
+  c->pool = calloc (c->pool_max ? c->pool_max : 1, sizeof *c->pool);
+  if (c->buckets == NULL || c->pool == NULL)
+    goto nomem;
+  if (pthread_mutex_init (&c->lock, NULL) != 0)
+    goto nomem;
+  if (pthread_mutex_init (&c->pool_lock, NULL) != 0)
     {
-      free (c->buckets);
-      free (c);
-      return s3bd_fail (err, S3BD_ENOMEM, "cache: out of memory");
+      pthread_mutex_destroy (&c->lock);
+      goto nomem;
     }
   c->ops = *ops;
   c->max_bytes = cfg->max_bytes;
@@ -773,6 +815,12 @@ cache_new (const struct cache_config *cfg, const struct cache_ops *ops,
   c->lru.prev = c->lru.next = &c->lru;
   *out = c;
   return 0;
+
+nomem:
+  free (c->buckets);
+  free (c->pool);
+  free (c);
+  return s3bd_fail (err, S3BD_ENOMEM, "cache: out of memory");
 }
 
 void
@@ -784,8 +832,12 @@ cache_free (struct cache *c)
     return;
   assert (c->fills == 0);
   for (i = 0; i <= c->mask; i++)
-    free_chunks (c->buckets[i]);
+    free_chunks (c, c->buckets[i]);
+  while (c->pool_n > 0)
+    munmap (c->pool[--c->pool_n], c->chunk_size);
+  free (c->pool);
   free (c->buckets);
+  pthread_mutex_destroy (&c->pool_lock);
   pthread_mutex_destroy (&c->lock);
   free (c);
 }
