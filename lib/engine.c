@@ -51,12 +51,18 @@ struct attempt {
   uint64_t start_ms;             /* first attempt */
   uint64_t ready_ms;             /* when a delayed retry may start */
   char payload_hash[65];         /* PUT: computed once */
+  /* iov GETs: buffers [0, final) were reported final (r->progress), the
+   * first final_bytes bytes of the body: no attempt writes them again.
+   */
+  int final;
+  size_t final_bytes;
   /* Per attempt. */
   size_t written;                /* body bytes received */
   int iov_i;                     /* iov: where the next byte goes */
   size_t iov_off;
   size_t put_off;
   bool overflow;                 /* server sent more than asked for */
+  int body_ok;                   /* 0 unknown, 1 the range asked, -1 not */
   bool have_range;
   uint64_t range_first, range_last, range_total;
   struct strbuf errbody;
@@ -174,6 +180,7 @@ attempt_reset (struct attempt *a)
   a->iov_off = 0;
   a->put_off = 0;
   a->overflow = false;
+  a->body_ok = 0;
   a->have_range = false;
   a->range_first = a->range_last = a->range_total = 0;
   strbuf_free (&a->errbody);
@@ -272,6 +279,36 @@ s3_engine_stats (struct s3_engine *e, struct s3_stats *out)
 
 /* ---- curl callbacks ---- */
 
+/* Whether a 2xx response's body is exactly the range asked for, from its
+ * headers (all in by the first body byte); decided once per attempt.
+ * check_success judges the whole response again at the end.
+ */
+static bool
+body_is_range (struct attempt *a)
+{
+  struct s3_request *r = a->r;
+
+  if (a->body_ok == 0)
+    {
+      long status = 0;
+      curl_off_t cl = -1;
+      bool ok;
+
+      curl_easy_getinfo (a->easy, CURLINFO_RESPONSE_CODE, &status);
+      curl_easy_getinfo (a->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+      if (!r->ranged)
+        ok = false;
+      else if (status == 206)
+        ok = a->have_range && a->range_first == r->range_off
+             && a->range_last == r->range_off + r->range_len - 1;
+      else
+        ok = status == 200 && r->range_off == 0 && cl >= 0
+             && (uint64_t) cl == r->range_len;
+      a->body_ok = ok ? 1 : -1;
+    }
+  return a->body_ok == 1;
+}
+
 static size_t
 write_cb (char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -293,7 +330,7 @@ write_cb (char *data, size_t size, size_t nmemb, void *arg)
 
       while (done < n)
         {
-          size_t room, k;
+          size_t room, k, pos = a->written + done;
 
           if (a->iov_i >= r->iovcnt)
             {
@@ -302,8 +339,16 @@ write_cb (char *data, size_t size, size_t nmemb, void *arg)
             }
           room = r->iov[a->iov_i].iov_len - a->iov_off;
           k = n - done < room ? n - done : room;
-          memcpy ((char *) r->iov[a->iov_i].iov_base + a->iov_off,
-                  data + done, k);
+          /* Bytes already reported final are dropped, never rewritten:
+           * a reader may be copying them.
+           */
+          if (pos + k > a->final_bytes)
+            {
+              size_t skip = pos < a->final_bytes ? a->final_bytes - pos : 0;
+
+              memcpy ((char *) r->iov[a->iov_i].iov_base + a->iov_off + skip,
+                      data + done + skip, k - skip);
+            }
           done += k;
           a->iov_off += k;
           if (a->iov_off == r->iov[a->iov_i].iov_len)
@@ -311,6 +356,12 @@ write_cb (char *data, size_t size, size_t nmemb, void *arg)
               a->iov_i++;
               a->iov_off = 0;
             }
+        }
+      if (r->progress && a->iov_i > a->final && body_is_range (a))
+        {
+          a->final = a->iov_i;
+          a->final_bytes = a->written + n - a->iov_off;
+          r->progress (r, a->final, r->arg);
         }
     }
   else if (r->buf)

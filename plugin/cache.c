@@ -27,6 +27,13 @@
  * max_bytes and never evicts a chunk fetched ahead and not yet read: it
  * fetches less instead.
  *
+ * A fill's chunks become READY together when it is done, or from the
+ * front as the fetcher reports them final (cache_fill_progress: a GET of
+ * 32 MiB arrives over 100 ms, and the reader that needs its first chunk
+ * should not wait for the last).  A chunk made READY that way leaves the
+ * fill: it may be evicted while the fill is still in flight, and the
+ * fill never touches it again (the fetcher promised not to write it).
+ *
  * Lifetimes: a fill is referenced by its fetcher (until cache_fill_done)
  * and by each reader waiting on it; the last reference frees it.  A chunk
  * whose fill failed leaves the table at once but lives, FAILED and
@@ -80,7 +87,13 @@ struct cache_fill
   uint64_t object, off, len;
   unsigned refs; /* the fetcher's, plus one per waiter */
   bool done, failed;
-  pthread_cond_t done_cond; /* broadcast once, when done is set */
+  /* Chunks [0, ready) were reported final by cache_fill_progress: they
+   * are READY (or evicted since: the fill no longer owns them, and its
+   * pointers to them must not be followed).
+   */
+  int ready;
+  /* Broadcast when chunks become READY and once more when done is set. */
+  pthread_cond_t done_cond;
   struct s3bd_error error;  /* when failed */
   int n;
   struct chunk **chunks; /* n of them, in order */
@@ -459,6 +472,36 @@ fill_wait (struct cache *c, struct cache_fill *fill)
     pthread_cond_wait (&fill->done_cond, &c->lock);
 }
 
+/* Chunk ch of a fill in flight has all its bytes: readers may have it. */
+static void
+chunk_ready (struct cache *c, struct chunk *ch)
+{
+  c->stats.inflight_bytes -= ch->len;
+  ch->fill = NULL;
+  ch->state = CHUNK_READY;
+  lru_push (c, ch);
+  if (ch->unread)
+    c->unread_bytes += ch->len;
+}
+
+void
+cache_fill_progress (struct cache *c, struct cache_fill *fill, int n)
+{
+  pthread_mutex_lock (&c->lock);
+  assert (!fill->done && n <= fill->n);
+  if (n > fill->ready)
+    {
+      for (int k = fill->ready; k < n; k++)
+        {
+          assert (fill->chunks[k]->state == CHUNK_FETCHING);
+          chunk_ready (c, fill->chunks[k]);
+        }
+      fill->ready = n;
+      pthread_cond_broadcast (&fill->done_cond);
+    }
+  pthread_mutex_unlock (&c->lock);
+}
+
 void
 cache_fill_done (struct cache *c, struct cache_fill *fill,
                  const struct s3bd_error *error)
@@ -477,22 +520,20 @@ cache_fill_done (struct cache *c, struct cache_fill *fill,
         fill->error.code = S3BD_EIO;
       c->stats.errors++;
     }
-  for (k = 0; k < fill->n; k++)
+  /* Chunks reported final stay, even when the rest failed. */
+  for (k = fill->ready; k < fill->n; k++)
     {
       struct chunk *ch = fill->chunks[k];
 
       assert (ch->state == CHUNK_FETCHING && ch->fill == fill);
-      c->stats.inflight_bytes -= ch->len;
-      ch->fill = NULL;
       if (!fill->failed)
         {
-          ch->state = CHUNK_READY;
-          lru_push (c, ch);
-          if (ch->unread)
-            c->unread_bytes += ch->len;
+          chunk_ready (c, ch);
           continue;
         }
-      /* Nothing of a failed fetch stays: the next read tries again. */
+      /* Nothing else of a failed fetch stays: the next read tries again. */
+      c->stats.inflight_bytes -= ch->len;
+      ch->fill = NULL;
       hash_remove (c, ch);
       c->stats.bytes -= ch->len;
       ch->state = CHUNK_FAILED;
@@ -641,8 +682,12 @@ cache_read (struct cache *c, uint64_t object, uint64_t object_size,
 
           waited = true;
           fill->refs++;
-          fill_wait (c, fill);
-          if (fill->failed)
+          /* Until this chunk is READY: the fetcher may report it before
+           * the rest of its fill (cache_fill_progress).
+           */
+          while (ch->state == CHUNK_FETCHING)
+            pthread_cond_wait (&fill->done_cond, &c->lock);
+          if (ch->state == CHUNK_FAILED)
             {
               if (err)
                 *err = fill->error;

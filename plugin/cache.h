@@ -15,7 +15,8 @@
  * own; the plugin's sends ranged GETs.
  *
  * A failed fetch fails the readers waiting for it, with the fetcher's
- * message, and leaves nothing cached: the next read tries again.
+ * message, and leaves nothing cached but the chunks the fetcher reported
+ * final before it failed: the next read tries again.
  */
 #ifndef S3BD_CACHE_H
 #define S3BD_CACHE_H
@@ -99,6 +100,14 @@ uint64_t cache_prefetch (struct cache *c, uint64_t object,
 /* The fetcher's report: error NULL on success.  Thread-safe. */
 void cache_fill_done (struct cache *c, struct cache_fill *fill,
                       const struct s3bd_error *error);
+
+/* Optional, before cache_fill_done: the first n buffers of the fill's iov
+ * hold their final bytes, and the fetcher will not write to them again.
+ * Their chunks become READY at once, so that a reader waiting for the
+ * head of a large fetch need not wait for its tail; they stay cached even
+ * if the rest of the fill fails.  n only grows.  Thread-safe.
+ */
+void cache_fill_progress (struct cache *c, struct cache_fill *fill, int n);
 
 /* Bytes of chunks fetched ahead and not read yet, plus fetches in flight:
  * what counts against the readahead budget.

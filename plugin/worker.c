@@ -4,8 +4,9 @@
  * max-requests GETs in flight on kept-alive connections).  The cache asks
  * for a run of chunks through worker_fetch, from any nbdkit thread; the
  * GET is submitted to the engine and its body lands straight in the
- * chunks' buffers.  The completion runs in this thread: it reports to the
- * cache, which wakes the readers.  A failed GET is logged here, once,
+ * chunks' buffers.  As each chunk's bytes are all in, and at the end, the
+ * engine calls back in this thread, which reports to the cache, which
+ * wakes the readers.  A failed GET is logged here, once,
  * with the key and range; the readers only return EIO.
  *
  * Once a second the thread also rewrites stats-file, when one is set.
@@ -55,6 +56,15 @@ fetch_done (struct s3_request *r, void *arg)
   free (f);
 }
 
+/* The head of a GET is in: its readers need not wait for the tail. */
+static void
+fetch_progress (struct s3_request *r, int n, void *arg)
+{
+  struct fetch *f = arg;
+
+  cache_fill_progress (f->cache, f->fill, n);
+}
+
 void
 worker_fetch (void *arg, struct cache *c, struct cache_fill *fill,
               uint64_t object, uint64_t off, uint64_t len,
@@ -90,6 +100,7 @@ worker_fetch (void *arg, struct cache *c, struct cache_fill *fill,
   f->req.iov = f->iov;
   f->req.iovcnt = iovcnt;
   f->req.done = fetch_done;
+  f->req.progress = fetch_progress;
   f->req.arg = f;
   s3_engine_submit (engine, &f->req);
 }

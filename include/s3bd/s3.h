@@ -77,6 +77,8 @@ struct s3_param {
 
 struct s3_request;
 typedef void (*s3_done_fn) (struct s3_request *req, void *arg);
+/* n: how many iov buffers, from the first, are final. */
+typedef void (*s3_progress_fn) (struct s3_request *req, int n, void *arg);
 
 struct s3_request {
   /* In. */
@@ -103,6 +105,14 @@ struct s3_request {
   const void *put_body;          /* PUT */
   size_t put_len;
   s3_done_fn done;               /* asynchronous only */
+  /* Optional, for an iov GET on an engine: called in the engine's thread
+   * each time more of the buffers, from the first, hold their final
+   * bytes (a 2xx response for exactly the range asked for has filled
+   * them), before done.  No later attempt writes to a buffer reported
+   * final: a retry receives those bytes again and drops them.  Under
+   * If-Match they are the same bytes of the same object.
+   */
+  s3_progress_fn progress;
   void *arg;
 
   /* Out. */

@@ -1,7 +1,8 @@
 /* s3bd: unit tests for plugin/cache.c: hit and miss counting, reads
  * across chunks and an object's short last chunk, one fetch for many
  * readers of a chunk, LRU eviction within the bound, failed fetches that
- * fail every waiter and leave nothing behind, prefetch used, wasted and
+ * fail every waiter and leave nothing behind (but the chunks reported
+ * final before the failure), prefetch used, wasted and
  * bounded, and a stress test of many threads verifying every byte while
  * fetches complete on other threads.
  *
@@ -717,6 +718,136 @@ test_failed_sync_fetch (void **state)
   fetcher_fini (&f);
 }
 
+/* ---- A fetcher driven by hand, for progress reports ---- */
+
+struct manual
+{
+  struct cache *c;
+  struct cache_fill *fill;
+  const struct iovec *iov;
+  int iovcnt, calls;
+  uint64_t object, off, last_off;
+  bool complete; /* complete each fetch at once, with the pattern */
+};
+
+static void
+manual_fetch (void *arg, struct cache *c, struct cache_fill *fill,
+              uint64_t object, uint64_t off, uint64_t len,
+              const struct iovec *iov, int iovcnt)
+{
+  struct manual *m = arg;
+
+  m->c = c;
+  m->fill = fill;
+  m->iov = iov;
+  m->iovcnt = iovcnt;
+  m->object = object;
+  m->off = m->last_off = off;
+  m->calls++;
+  if (m->complete)
+    {
+      for (int i = 0; i < iovcnt; i++)
+        {
+          pattern_fill_buf (object, off, iov[i].iov_base, iov[i].iov_len);
+          off += iov[i].iov_len;
+        }
+      cache_fill_done (c, fill, NULL);
+    }
+}
+
+/* Writes buffer i of the fetch in flight with the pattern. */
+static void
+manual_write (struct manual *m, int i)
+{
+  pattern_fill_buf (m->object, m->off + (uint64_t)i * CS, m->iov[i].iov_base,
+                    m->iov[i].iov_len);
+}
+
+struct range_reader
+{
+  struct cache *c;
+  uint64_t object, size, off, len;
+  int r;
+};
+
+static void *
+range_reader (void *arg)
+{
+  struct range_reader *t = arg;
+  unsigned char *buf = malloc (t->len);
+  struct s3bd_error err;
+
+  s3bd_error_clear (&err);
+  t->r = buf == NULL
+         || cache_read (t->c, t->object, t->size, t->off, t->len, buf, &err)
+         || pattern_bad (t->object, t->off, buf, t->len) != UINT64_MAX;
+  free (buf);
+  return NULL;
+}
+
+/* Chunks reported final are READY before their fetch is done: readers of
+ * them do not wait for the rest, a reader waiting for a later chunk wakes
+ * when it is reported, and when the rest fails they stay cached and only
+ * the rest is fetched again.
+ */
+static void
+test_progress_makes_the_head_of_a_fetch_readable (void **state)
+{
+  struct manual m = { 0 };
+  struct cache_config cfg = {
+    .max_bytes = 16 * CS, .chunk_size = CS, .max_fetch = 4 * CS,
+  };
+  struct cache_ops ops = { .fetch = manual_fetch, .arg = &m };
+  struct range_reader t;
+  struct s3bd_error err;
+  struct cache *c = NULL;
+  struct cache_stats s;
+  pthread_t th;
+
+  s3bd_error_clear (&err);
+  assert_int_equal (cache_new (&cfg, &ops, &c, &err), 0);
+  assert_int_equal (cache_prefetch (c, 5, 4 * CS, 0, 4 * CS), 4 * CS);
+  assert_int_equal (m.calls, 1);
+  assert_int_equal (m.iovcnt, 4);
+
+  manual_write (&m, 0);
+  manual_write (&m, 1);
+  cache_fill_progress (c, m.fill, 2);
+  s = stats (c);
+  assert_int_equal (s.inflight_bytes, 2 * CS);
+  assert_int_equal (cache_ahead_bytes (c), 4 * CS);
+  read_ok (c, 5, 4 * CS, 0, 2 * CS);
+  s = stats (c);
+  assert_int_equal (s.hits, 1);
+  assert_int_equal (s.prefetch_used, 2);
+  assert_int_equal (cache_ahead_bytes (c), 2 * CS);
+
+  /* A reader of chunk 2 waits, and wakes when chunk 2 alone is final. */
+  t = (struct range_reader){ .c = c, .object = 5, .size = 4 * CS,
+                             .off = 2 * CS + 7, .len = 100, .r = -1 };
+  assert_int_equal (pthread_create (&th, NULL, range_reader, &t), 0);
+  manual_write (&m, 2);
+  cache_fill_progress (c, m.fill, 3);
+  pthread_join (th, NULL);
+  assert_int_equal (t.r, 0);
+
+  /* The rest fails: chunks 0-2 stay, chunk 3 goes. */
+  s3bd_fail (&err, S3BD_ESERVER, "injected failure");
+  cache_fill_done (c, m.fill, &err);
+  s = stats (c);
+  assert_int_equal (s.errors, 1);
+  assert_int_equal (s.bytes, 3 * CS);
+  assert_int_equal (s.inflight_bytes, 0);
+  read_ok (c, 5, 4 * CS, 0, 3 * CS);
+  assert_int_equal (m.calls, 1);
+  m.complete = true;
+  read_ok (c, 5, 4 * CS, 0, 4 * CS);
+  assert_int_equal (m.calls, 2);
+  assert_int_equal (m.last_off, 3 * CS);
+  assert_int_equal (stats (c).bytes, 4 * CS);
+  cache_free (c);
+}
+
 static void
 test_prefetch_makes_reads_hits (void **state)
 {
@@ -1030,6 +1161,7 @@ main (void)
     cmocka_unit_test (test_eviction_is_lru_within_bound),
     cmocka_unit_test (test_failed_fetch_fails_waiters_then_retry_works),
     cmocka_unit_test (test_failed_sync_fetch),
+    cmocka_unit_test (test_progress_makes_the_head_of_a_fetch_readable),
     cmocka_unit_test (test_prefetch_makes_reads_hits),
     cmocka_unit_test (test_prefetch_in_flight_counts_and_is_shared),
     cmocka_unit_test (test_prefetch_evicted_unread_is_wasted),
