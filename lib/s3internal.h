@@ -28,9 +28,6 @@ struct s3_client {
   struct s3_engine *engine;      /* for the blocking calls; lazily made */
 };
 
-/* Milliseconds on the monotonic clock. */
-uint64_t s3_now_ms (void);
-
 /* The URL and Host header of a request (malloc'd), and the raw path that
  * the signature covers.  Returns 0 or -1 on ENOMEM.
  */

@@ -91,15 +91,6 @@ struct opts {
   bool quiet;
 };
 
-static double
-now_s (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
 static bool
 show_progress (const struct opts *o)
 {
@@ -191,7 +182,7 @@ list_progress (void *arg, uint64_t objects, uint64_t requests)
 
   fprintf (stderr, "\rlisting: %" PRIu64 " objects, %" PRIu64
            " requests, %.0f objects/s", objects, requests,
-           (double) objects / (now_s () - pr->start + 1e-9));
+           (double) objects / (s3_now_ms () / 1000.0 - pr->start + 1e-9));
 }
 
 static int
@@ -201,7 +192,7 @@ build (const struct opts *o, const struct s3_config *cfg, const char *uri)
   struct s3_client *c = NULL;
   struct build_opts bo;
   struct build_result res = { 0 };
-  struct progress pr = { o, now_s () };
+  struct progress pr = { o, s3_now_ms () / 1000.0 };
   int ret = 1;
 
   build_opts_init (&bo);
@@ -263,7 +254,7 @@ build (const struct opts *o, const struct s3_config *cfg, const char *uri)
     goto fail_unlink;
   if (!o->quiet)
     {
-      double t = now_s () - pr.start;
+      double t = s3_now_ms () / 1000.0 - pr.start;
 
       if (show_progress (o))
         fputs ("\r\033[K", stderr);

@@ -68,15 +68,6 @@ static struct {
   size_t chunk;
 } o = { .expires = 3600 };
 
-static double
-now_s (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
 static int
 write_all (int fd, const char *p, size_t n)
 {
@@ -104,7 +95,7 @@ progress (void *arg, uint64_t objects, uint64_t requests)
   if (o.verbose && isatty (2))
     fprintf (stderr, "\rlisted %" PRIu64 " objects, %" PRIu64
              " requests, %.0f objects/s", objects, requests,
-             (double) objects / (now_s () - *start + 1e-9));
+             (double) objects / (s3_now_ms () / 1000.0 - *start + 1e-9));
 }
 
 static int
@@ -112,7 +103,7 @@ cmd_ls (struct s3_client *c, const char *bucket, const char *prefix)
 {
   struct s3_listing l = { 0 };
   struct s3bd_error err = { 0 };
-  double start = now_s (), t;
+  double start = s3_now_ms () / 1000.0, t;
   struct s3_list_opts lo = { .parallel = o.parallel, .max_keys = o.max_keys,
                              .progress = progress, .progress_arg = &start };
   uint64_t bytes = 0;
@@ -124,7 +115,7 @@ cmd_ls (struct s3_client *c, const char *bucket, const char *prefix)
       fprintf (stderr, "s3bd-s3: %s\n", err.msg);
       return 1;
     }
-  t = now_s () - start;
+  t = s3_now_ms () / 1000.0 - start;
   if (o.verbose && isatty (2))
     fputc ('\n', stderr);
   for (size_t i = 0; i < l.n; i++)
@@ -204,7 +195,7 @@ get_discard (struct s3_client *c, const char *bucket, const char *key,
       ring[i].next = free_list;
       free_list = &ring[i];
     }
-  start = now_s ();
+  start = s3_now_ms () / 1000.0;
   while (!failed && (pos < len || busy))
     {
       while (!failed && pos < len && free_list)
@@ -228,7 +219,7 @@ get_discard (struct s3_client *c, const char *bucket, const char *key,
     }
   while (s3_engine_run (e, 1000) > 0)
     ;
-  t = now_s () - start;
+  t = s3_now_ms () / 1000.0 - start;
   if (!failed && o.verbose)
     fprintf (stderr, "%" PRIu64 " bytes in %.3f s: %.1f MB/s\n", len, t,
              (double) len / 1e6 / (t > 0 ? t : 1e-9));
@@ -271,13 +262,13 @@ cmd_get (struct s3_client *c, const char *bucket, const char *key,
       fprintf (stderr, "s3bd-s3: cannot allocate %" PRIu64 " bytes\n", len);
       return 1;
     }
-  start = now_s ();
+  start = s3_now_ms () / 1000.0;
   if (s3_get (c, bucket, key, off, len, o.if_match, buf, o.chunk, &err) == -1)
     {
       fprintf (stderr, "s3bd-s3: %s\n", err.msg);
       goto out;
     }
-  t = now_s () - start;
+  t = s3_now_ms () / 1000.0 - start;
   if (o.verbose)
     fprintf (stderr, "%" PRIu64 " bytes in %.3f s: %.1f MB/s\n", len, t,
              (double) len / 1e6 / (t > 0 ? t : 1e-9));

@@ -413,15 +413,6 @@ s3bd_load (void)
   build_opts_init (&bopts);
 }
 
-static double
-now_s (void)
-{
-  struct timespec ts;
-
-  clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
 /* source=: the index s3bd-mkimage would write for the same prefix and
  * options (and SOURCE_DATE_EPOCH), built and decoded in memory.  Going
  * through the encoded bytes costs a little time but makes the device
@@ -431,7 +422,7 @@ static int
 build_source (struct s3bd_error *err)
 {
   struct build_result res;
-  double start = now_s ();
+  double start = s3_now_ms () / 1000.0;
   size_t nfiles, nleft;
   int r;
 
@@ -459,7 +450,7 @@ build_source (struct s3bd_error *err)
              PRIu64 " MiB, index %zu bytes; built in %.2f s\n",
              source_arg, nfiles, res.bytes, nleft, res.dirs,
              s3bd.idx.device_blocks * s3bd.idx.block_size >> 20,
-             res.index_len, now_s () - start);
+             res.index_len, s3_now_ms () / 1000.0 - start);
   else
     s3bd_error_prefix (err, "source %s: the index built", source_arg);
   build_result_free (&res);

@@ -164,6 +164,9 @@ size_t s3_engine_run (struct s3_engine *e, int timeout_ms);
 /* Thread-safe: makes a blocked s3_engine_run return early. */
 void s3_engine_wakeup (struct s3_engine *e);
 
+/* Milliseconds on the monotonic clock (for timeouts, rates, progress). */
+uint64_t s3_now_ms (void);
+
 /* Statistics of an engine, summed over its life. */
 struct s3_stats {
   uint64_t requests;             /* attempts sent */
