@@ -75,7 +75,7 @@ static uint64_t cache_size = 1ULL << 30;
 static uint64_t chunk_size = 256 << 10;
 static uint64_t max_fetch = 32 << 20;
 static uint64_t readahead_max = 64 << 20;
-static uint64_t readahead_budget = 256 << 20;
+static uint64_t readahead_budget = 512 << 20;
 static unsigned max_requests = 64;
 static const char *stats_file;
 
@@ -397,7 +397,7 @@ s3bd_config_complete (void)
   "chunk-size=SIZE      cache granule, power of two (default 256K)\n" \
   "max-fetch=SIZE       largest single GET (default 32M)\n" \
   "readahead-max=SIZE   largest readahead window per stream (default 64M)\n" \
-  "readahead-budget=SIZE readahead bytes in flight or unread (default 256M)\n" \
+  "readahead-budget=SIZE readahead bytes in flight or unread (default 512M)\n" \
   "max-requests=N       GETs in flight (default 64)\n" \
   "retries=N            attempts per GET (default 8)\n" \
   "timeout=SECONDS      give up on a GET after this long, retries included\n" \
