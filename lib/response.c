@@ -1,0 +1,386 @@
+/* s3bd: the response side of the transfer engine (engine.c).
+ *
+ * Every check of a response that decides whether bytes may be handed
+ * out: curl's body and header callbacks, which put a GET body into the
+ * caller's buffers and report buffers final only for a 2xx response with
+ * exactly the range asked for, and the judging of a finished attempt
+ * (success, a transient failure to retry, or a final error described
+ * once in the request's err).  Kept apart from the queues and the loop
+ * so that what makes a response acceptable can be read in one place.
+ *
+ * Everything here runs on the engine's thread, inside curl or just after
+ * a transfer ends; nothing here takes the engine's lock.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "s3bd/s3xml.h"
+#include "engineint.h"
+#include "s3internal.h"
+#include "strbuf.h"
+
+/* An error body larger than this is cut: error documents are small. */
+#define ERROR_BODY_MAX (64 * 1024)
+
+/* ---- curl callbacks ---- */
+
+/* Whether a 2xx response's body is exactly the range asked for, from its
+ * headers (all in by the first body byte); decided once per attempt.
+ * check_success judges the whole response again at the end.
+ */
+static bool
+body_is_range (struct attempt *a)
+{
+  struct s3_request *r = a->r;
+
+  if (a->body_ok == 0)
+    {
+      long status = 0;
+      curl_off_t cl = -1;
+      bool ok;
+
+      curl_easy_getinfo (a->easy, CURLINFO_RESPONSE_CODE, &status);
+      curl_easy_getinfo (a->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+      if (!r->ranged)
+        ok = false;
+      else if (status == 206)
+        ok = a->have_range && a->range_first == r->range_off
+             && a->range_last == r->range_off + r->range_len - 1;
+      else
+        ok = status == 200 && r->range_off == 0 && cl >= 0
+             && (uint64_t) cl == r->range_len;
+      a->body_ok = ok ? 1 : -1;
+    }
+  return a->body_ok == 1;
+}
+
+size_t
+s3_response_write_cb (char *data, size_t size, size_t nmemb, void *arg)
+{
+  struct attempt *a = arg;
+  struct s3_request *r = a->r;
+  size_t n = size * nmemb;
+  long status = 0;
+
+  curl_easy_getinfo (a->easy, CURLINFO_RESPONSE_CODE, &status);
+  if (status < 200 || status >= 300)
+    {
+      if (a->errbody.len + n <= ERROR_BODY_MAX)
+        strbuf_add (&a->errbody, data, n);
+      return n;
+    }
+  if (r->iov)
+    {
+      size_t done = 0;
+
+      while (done < n)
+        {
+          size_t room, k, pos = a->written + done;
+
+          if (a->iov_i >= r->iovcnt)
+            {
+              a->overflow = true;   /* more than the buffers hold */
+              return 0;
+            }
+          room = r->iov[a->iov_i].iov_len - a->iov_off;
+          k = n - done < room ? n - done : room;
+          /* Bytes already reported final are dropped, never rewritten:
+           * a reader may be copying them.
+           */
+          if (pos + k > a->final_bytes)
+            {
+              size_t skip = pos < a->final_bytes ? a->final_bytes - pos : 0;
+
+              memcpy ((char *) r->iov[a->iov_i].iov_base + a->iov_off + skip,
+                      data + done + skip, k - skip);
+            }
+          done += k;
+          a->iov_off += k;
+          if (a->iov_off == r->iov[a->iov_i].iov_len)
+            {
+              a->iov_i++;
+              a->iov_off = 0;
+            }
+        }
+      if (r->progress && a->iov_i > a->final && body_is_range (a))
+        {
+          a->final = a->iov_i;
+          a->final_bytes = a->written + n - a->iov_off;
+          r->progress (r, a->final, r->arg);
+        }
+    }
+  else if (r->buf)
+    {
+      if (n > r->buf_len - a->written)
+        {
+          /* Never write past the caller's buffer: stop the transfer. */
+          a->overflow = true;
+          return 0;
+        }
+      memcpy ((char *) r->buf + a->written, data, n);
+    }
+  else
+    {
+      strbuf_add (&a->growbody, data, n);
+      if (!strbuf_ok (&a->growbody))
+        return 0;
+    }
+  a->written += n;
+  return n;
+}
+
+static void
+copy_header_value (char *dst, size_t dstsize, const char *v, size_t len)
+{
+  while (len && (v[len - 1] == '\r' || v[len - 1] == '\n'
+                 || v[len - 1] == ' '))
+    len--;
+  while (len && *v == ' ')
+    {
+      v++;
+      len--;
+    }
+  if (len >= dstsize)
+    len = dstsize - 1;
+  memcpy (dst, v, len);
+  dst[len] = '\0';
+}
+
+static bool
+header_is (const char *line, size_t len, const char *name, size_t *vstart)
+{
+  size_t n = strlen (name);
+
+  if (len <= n || line[n] != ':' || strncasecmp (line, name, n) != 0)
+    return false;
+  *vstart = n + 1;
+  return true;
+}
+
+size_t
+s3_response_header_cb (char *line, size_t size, size_t nmemb, void *arg)
+{
+  struct attempt *a = arg;
+  struct s3_request *r = a->r;
+  size_t len = size * nmemb, v;
+  char val[128];
+
+  if (len >= 5 && memcmp (line, "HTTP/", 5) == 0)
+    {
+      /* A new response (after 100 Continue, say): forget the last one. */
+      r->etag[0] = r->last_modified[0] = '\0';
+      a->have_range = false;
+      return len;
+    }
+  if (header_is (line, len, "ETag", &v))
+    copy_header_value (r->etag, sizeof r->etag, line + v, len - v);
+  else if (header_is (line, len, "Last-Modified", &v))
+    copy_header_value (r->last_modified, sizeof r->last_modified, line + v,
+                       len - v);
+  else if (header_is (line, len, "Content-Range", &v))
+    {
+      copy_header_value (val, sizeof val, line + v, len - v);
+      a->have_range = sscanf (val, "bytes %" SCNu64 "-%" SCNu64 "/%" SCNu64,
+                              &a->range_first, &a->range_last,
+                              &a->range_total) == 3;
+    }
+  return len;
+}
+
+/* ---- Judging a finished attempt ---- */
+
+/* Fills r->err from an HTTP error response.  Returns the verdict class:
+ * RETRY for a transient failure, DONE_ERROR otherwise.
+ */
+static enum verdict
+http_error (const struct s3_client *c, struct attempt *a, int status)
+{
+  struct s3_request *r = a->r;
+  char code[64] = "", message[400] = "";
+  enum s3bd_errcode ec;
+  const char *src = creds_source (c->creds);
+
+  if (a->errbody.len)
+    s3xml_parse_error (a->errbody.s, a->errbody.len, code, sizeof code,
+                       message, sizeof message);
+  r->err.http_status = status;
+  snprintf (r->err.s3_code, sizeof r->err.s3_code, "%s", code);
+
+  if (retry_is_transient (0, status, code))
+    {
+      s3bd_fail (&r->err, S3BD_ESERVER, "HTTP %d%s%s%s%s", status,
+                 code[0] ? " " : "", code, message[0] ? ": " : "", message);
+      return RETRY;
+    }
+  switch (status)
+    {
+    case 301: case 307: case 400:
+      if (strcmp (code, "AuthorizationHeaderMalformed") == 0
+          || strcmp (code, "PermanentRedirect") == 0 || status != 400)
+        {
+          s3bd_fail (&r->err, S3BD_EINVAL,
+                     "wrong region or endpoint (HTTP %d %s): the bucket is "
+                     "not served at %s in region %s%s%s",
+                     status, code, c->endpoint, c->region,
+                     message[0] ? ": " : "", message);
+          return DONE_ERROR;
+        }
+      break;
+    case 403:
+      if (strcmp (code, "SignatureDoesNotMatch") == 0
+          || strcmp (code, "InvalidAccessKeyId") == 0
+          || strcmp (code, "InvalidToken") == 0
+          || strcmp (code, "ExpiredToken") == 0
+          || strcmp (code, "RequestTimeTooSkewed") == 0)
+        ec = S3BD_EAUTH;
+      else
+        ec = S3BD_EDENIED;
+      if (ec == S3BD_EAUTH)
+        s3bd_fail (&r->err, ec,
+                   "authentication failed (%s): the server rejected the "
+                   "credentials from %s; check the access key and secret",
+                   code[0] ? code : "HTTP 403", src);
+      else
+        s3bd_fail (&r->err, ec,
+                   "access denied (%s%s%s) with credentials from %s",
+                   code[0] ? code : "HTTP 403", message[0] ? ": " : "",
+                   message, src);
+      return DONE_ERROR;
+    case 404:
+      if (strcmp (code, "NoSuchBucket") == 0)
+        s3bd_fail (&r->err, S3BD_ENOBUCKET, "no such bucket");
+      else if (strcmp (code, "NoSuchKey") == 0)
+        s3bd_fail (&r->err, S3BD_ENOKEY, "no such key");
+      else if (code[0] == '\0' && r->method == S3_HEAD)
+        /* A HEAD response has no body to tell key from bucket. */
+        s3bd_fail (&r->err, S3BD_ENOKEY, "no such key (or no such bucket)");
+      else
+        s3bd_fail (&r->err, S3BD_EHTTP, "not found (HTTP 404%s%s)",
+                   code[0] ? " " : "", code);
+      return DONE_ERROR;
+    case 412:
+      s3bd_fail (&r->err, S3BD_ECHANGED,
+                 "object changed since it was indexed: its ETag is no "
+                 "longer %s (HTTP 412)", r->if_match ? r->if_match : "?");
+      return DONE_ERROR;
+    case 416:
+      s3bd_fail (&r->err, S3BD_ERANGE,
+                 "range not satisfiable (HTTP 416): the object is shorter "
+                 "than the range; it may have changed");
+      return DONE_ERROR;
+    }
+  s3bd_fail (&r->err, S3BD_EHTTP, "HTTP %d%s%s%s%s", status,
+             code[0] ? " " : "", code, message[0] ? ": " : "", message);
+  return DONE_ERROR;
+}
+
+/* Checks a 2xx response against what was asked for. */
+static enum verdict
+check_success (struct attempt *a, int status)
+{
+  struct s3_request *r = a->r;
+  curl_off_t cl = -1;
+
+  curl_easy_getinfo (a->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+  r->content_length = cl >= 0 ? (uint64_t) cl : a->written;
+  r->object_size = a->have_range ? a->range_total : r->content_length;
+
+  if (r->method != S3_GET)
+    return DONE_OK;
+  if (r->ranged)
+    {
+      uint64_t last = r->range_off + r->range_len - 1;
+
+      if (status == 206)
+        {
+          if (!a->have_range || a->range_first != r->range_off
+              || a->range_last != last)
+            {
+              s3bd_fail (&r->err, S3BD_EPROTO,
+                         "wrong Content-Range in the response: asked for "
+                         "bytes %" PRIu64 "-%" PRIu64 ", got %s",
+                         r->range_off, last,
+                         a->have_range ? "another range" : "none");
+              return DONE_ERROR;
+            }
+        }
+      else if (!(status == 200 && r->range_off == 0
+                 && r->content_length == r->range_len))
+        {
+          /* A server that ignores Range sends the whole object: only
+           * acceptable when that is exactly the range.
+           */
+          s3bd_fail (&r->err, S3BD_EPROTO,
+                     "server ignored the range (HTTP %d, %" PRIu64
+                     " bytes)", status, r->content_length);
+          return DONE_ERROR;
+        }
+      if (a->written != r->range_len)
+        {
+          s3bd_fail (&r->err, S3BD_EPROTO,
+                     "short body: %zu of %" PRIu64 " bytes", a->written,
+                     r->range_len);
+          return DONE_ERROR;
+        }
+    }
+  else if (r->buf && a->written != r->buf_len)
+    {
+      s3bd_fail (&r->err, S3BD_EPROTO,
+                 "body of %zu bytes, expected %zu", a->written, r->buf_len);
+      return DONE_ERROR;
+    }
+  if (!r->buf && !r->iov)
+    {
+      /* An empty body still gets a buffer, so that callers may parse. */
+      strbuf_add (&a->growbody, "", 0);
+      r->body_len = a->growbody.len;
+      r->body = strbuf_detach (&a->growbody);
+      if (r->body == NULL)
+        {
+          s3bd_fail (&r->err, S3BD_ENOMEM, "out of memory");
+          return DONE_ERROR;
+        }
+    }
+  return DONE_OK;
+}
+
+enum verdict
+s3_response_judge (const struct s3_client *c, struct attempt *a,
+                   CURLcode cc)
+{
+  struct s3_request *r = a->r;
+  long status = 0;
+
+  curl_easy_getinfo (a->easy, CURLINFO_RESPONSE_CODE, &status);
+  r->status = (int) status;
+  s3bd_error_clear (&r->err);
+
+  if (a->overflow)
+    {
+      s3bd_fail (&r->err, S3BD_EPROTO,
+                 "response body longer than the %" PRIu64 " bytes asked for",
+                 r->iov ? r->range_len : (uint64_t) r->buf_len);
+      return DONE_ERROR;
+    }
+  if (cc != CURLE_OK)
+    {
+      if (cc == CURLE_WRITE_ERROR || cc == CURLE_OUT_OF_MEMORY)
+        {
+          s3bd_fail (&r->err, S3BD_ENOMEM, "out of memory");
+          return DONE_ERROR;
+        }
+      s3bd_fail (&r->err, S3BD_ENET, "%s",
+                 a->curl_err[0] ? a->curl_err : curl_easy_strerror (cc));
+      if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE
+          || cc == CURLE_SSL_CONNECT_ERROR)
+        r->err.code = S3BD_EINVAL;   /* TLS set-up: not going to heal */
+      return retry_is_transient ((int) cc, 0, "") ? RETRY : DONE_ERROR;
+    }
+  if (status >= 200 && status < 300)
+    return check_success (a, (int) status);
+  return http_error (c, a, (int) status);
+}
