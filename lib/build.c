@@ -10,6 +10,7 @@
  * soon as the dataset has copied it.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,69 @@ build_opts_init (struct build_opts *o)
   o->dir_mode = 0555;
   o->time = -1;
   o->parallel = 16;
+}
+
+/* A whole unsigned number in base 8 or 10, at most max; no sign. */
+static int
+parse_number (const char *s, int base, unsigned long max, unsigned long *out)
+{
+  char *end;
+
+  errno = 0;
+  *out = strtoul (s, &end, base);
+  return errno || end == s || *end || *s == '-' || *out > max
+         ? -1 : 0;
+}
+
+int
+build_opts_set (struct build_opts *o, const char *name, const char *value,
+                struct s3bd_error *err)
+{
+  unsigned long v, n;
+  const char *slash;
+  char first[32];
+
+  if (strcmp (name, "uid") == 0 || strcmp (name, "gid") == 0)
+    {
+      if (parse_number (value, 10, UINT32_MAX, &v) == -1)
+        return s3bd_fail (err, S3BD_EINVAL, "expected a decimal number, 0 "
+                          "to %lu", (unsigned long) UINT32_MAX);
+      *(name[0] == 'u' ? &o->uid : &o->gid) = (uint32_t) v;
+    }
+  else if (strcmp (name, "file-mode") == 0 || strcmp (name, "dir-mode") == 0)
+    {
+      if (parse_number (value, 8, 07777, &v) == -1)
+        return s3bd_fail (err, S3BD_EINVAL,
+                          "expected octal permission bits, 0 to 07777");
+      *(name[0] == 'f' ? &o->file_mode : &o->dir_mode) = (uint16_t) v;
+    }
+  else if (strcmp (name, "label") == 0)
+    {
+      if (strlen (value) > EXT4_LABEL_MAX)
+        return s3bd_fail (err, S3BD_EINVAL, "at most %d bytes",
+                          EXT4_LABEL_MAX);
+      o->label = value;
+    }
+  else if (strcmp (name, "shard") == 0)
+    {
+      slash = strchr (value, '/');
+      if (slash == NULL || (size_t) (slash - value) >= sizeof first)
+        goto bad_shard;
+      memcpy (first, value, (size_t) (slash - value));
+      first[slash - value] = '\0';
+      if (parse_number (first, 10, UINT_MAX, &v) == -1
+          || parse_number (slash + 1, 10, UINT_MAX, &n) == -1
+          || n == 0 || v >= n)
+        goto bad_shard;
+      o->shard_index = (unsigned) v;
+      o->shard_count = (unsigned) n;
+    }
+  else
+    return 1;
+  return 0;
+
+bad_shard:
+  return s3bd_fail (err, S3BD_EINVAL, "expected I/N with 0 <= I < N");
 }
 
 int64_t

@@ -84,10 +84,12 @@ static const struct option own_opts[] = {
 
 struct opts {
   const char *output, *manifest, *augmented, *attrs, *listing, *upload;
-  const char *report, *label, *materialize, *dump;
-  unsigned shard_i, shard_n, parallel;
-  uint32_t uid, gid;
-  uint16_t file_mode, dir_mode;
+  const char *report, *materialize, *dump;
+  unsigned parallel;
+  /* --uid, --gid, --file-mode, --dir-mode, --label, --shard: set with
+   * build_opts_set, as the plugin's keys of the same names.
+   */
+  struct build_opts image;
   bool quiet;
 };
 
@@ -118,6 +120,23 @@ parse_ulong (const char *opt, const char *s, int base, unsigned long max)
       exit (2);
     }
   return v;
+}
+
+/* An option that shapes the image (own_opts gives its name); -1 after
+ * saying what is wrong with the value.
+ */
+static int
+set_image_opt (struct build_opts *image, int opt, const char *value)
+{
+  struct s3bd_error err = { 0 };
+  const struct option *l = own_opts;
+
+  while (l->val != opt)
+    l++;
+  if (build_opts_set (image, l->name, value, &err) == 0)
+    return 0;
+  fprintf (stderr, "s3bd-mkimage: --%s %s: %s\n", l->name, value, err.msg);
+  return -1;
 }
 
 static int
@@ -195,19 +214,12 @@ build (const struct opts *o, const struct s3_config *cfg, const char *uri)
   struct progress pr = { o, s3_now_ms () / 1000.0 };
   int ret = 1;
 
-  build_opts_init (&bo);
+  bo = o->image;
   bo.prefix_uri = uri;
   bo.manifest = o->manifest;
   bo.augmented = o->augmented;
   bo.attrs = o->attrs;
   bo.listing = uri ? o->listing : NULL;   /* a manifest is looked up */
-  bo.shard_index = o->shard_i;
-  bo.shard_count = o->shard_n;
-  bo.uid = o->uid;
-  bo.gid = o->gid;
-  bo.file_mode = o->file_mode;
-  bo.dir_mode = o->dir_mode;
-  bo.label = o->label;
   bo.time = build_source_date_epoch ();
   bo.parallel = o->parallel;
   if (show_progress (o))
@@ -285,12 +297,12 @@ out:
 int
 main (int argc, char **argv)
 {
-  struct opts o = { .parallel = 16, .shard_n = 1, .file_mode = 0444,
-                    .dir_mode = 0555 };
+  struct opts o = { .parallel = 16 };
   struct s3_config cfg = { 0 };
   struct option long_opts[64];
   int opt;
 
+  build_opts_init (&o.image);
   s3opts_merge (own_opts, long_opts, 64);
   while ((opt = getopt_long (argc, argv, "o:qh", long_opts, NULL)) != -1)
     {
@@ -309,42 +321,16 @@ main (int argc, char **argv)
         case OPT_LISTING: o.listing = optarg; break;
         case OPT_UPLOAD: o.upload = optarg; break;
         case OPT_REPORT: o.report = optarg; break;
-        case OPT_LABEL:
-          if (strlen (optarg) > 16)
-            {
-              fprintf (stderr, "s3bd-mkimage: --label: at most 16 bytes\n");
-              return 2;
-            }
-          o.label = optarg;
-          break;
         case OPT_MATERIALIZE: o.materialize = optarg; break;
         case OPT_DUMP: o.dump = optarg; break;
-        case OPT_UID:
-          o.uid = (uint32_t) parse_ulong ("--uid", optarg, 10, UINT32_MAX);
-          break;
-        case OPT_GID:
-          o.gid = (uint32_t) parse_ulong ("--gid", optarg, 10, UINT32_MAX);
-          break;
-        case OPT_FMODE:
-          o.file_mode = (uint16_t) parse_ulong ("--file-mode", optarg, 8,
-                                                07777);
-          break;
-        case OPT_DMODE:
-          o.dir_mode = (uint16_t) parse_ulong ("--dir-mode", optarg, 8,
-                                               07777);
+        case OPT_UID: case OPT_GID: case OPT_FMODE: case OPT_DMODE:
+        case OPT_LABEL: case OPT_SHARD:
+          if (set_image_opt (&o.image, opt, optarg) == -1)
+            return 2;
           break;
         case OPT_PARALLEL:
           o.parallel = (unsigned) parse_ulong ("--parallel", optarg, 10,
                                                1024);
-          break;
-        case OPT_SHARD:
-          if (sscanf (optarg, "%u/%u", &o.shard_i, &o.shard_n) != 2
-              || o.shard_n == 0 || o.shard_i >= o.shard_n)
-            {
-              fprintf (stderr, "s3bd-mkimage: --shard wants I/N with "
-                       "0 <= I < N, got '%s'\n", optarg);
-              return 2;
-            }
           break;
         case 'h':
           fputs (usage, stdout);

@@ -113,104 +113,21 @@ parse_bool_key (const char *value, bool *out)
   return 0;
 }
 
-/* A number in base 8 or 10, as s3bd-mkimage reads it; 0 or -1. */
-static int
-parse_base (const char *value, int base, unsigned long max,
-            unsigned long *out)
-{
-  char *end;
-
-  errno = 0;
-  *out = strtoul (value, &end, base);
-  return errno || end == value || *end || *value == '-' || *out > max
-         ? -1 : 0;
-}
-
-/* Decimal, as s3bd-mkimage's --uid and --gid. */
-static int
-parse_id_key (const char *key, const char *value, uint32_t *out)
-{
-  unsigned long v;
-
-  if (parse_base (value, 10, UINT32_MAX, &v) == -1)
-    {
-      nbdkit_error ("%s=%s: expected a decimal number, 0 to %" PRIu32, key,
-                    value, UINT32_MAX);
-      return -1;
-    }
-  *out = (uint32_t) v;
-  return 0;
-}
-
-/* Permission bits, octal as in chmod and s3bd-mkimage's --file-mode. */
-static int
-parse_mode_key (const char *key, const char *value, uint16_t *out)
-{
-  unsigned long v;
-
-  if (parse_base (value, 8, 07777, &v) == -1)
-    {
-      nbdkit_error ("%s=%s: expected octal permission bits, 0 to 07777",
-                    key, value);
-      return -1;
-    }
-  *out = (uint16_t) v;
-  return 0;
-}
-
-/* I/N: keep objects I, I+N, I+2N... (SageMaker's ShardedByS3Key). */
-static int
-parse_shard_key (const char *value, unsigned *i, unsigned *n)
-{
-  const char *slash = strchr (value, '/');
-  char first[32];
-
-  if (slash == NULL || (size_t) (slash - value) >= sizeof first)
-    goto bad;
-  memcpy (first, value, (size_t) (slash - value));
-  first[slash - value] = '\0';
-  if (nbdkit_parse_unsigned ("shard index", first, i) == -1
-      || nbdkit_parse_unsigned ("shard count", slash + 1, n) == -1)
-    return -1;
-  if (*n == 0 || *i >= *n)
-    goto bad;
-  return 0;
-bad:
-  nbdkit_error ("shard=%s: expected I/N with 0 <= I < N", value);
-  return -1;
-}
-
-/* The keys that shape the image built from source=: 0 or -1 when key
- * is one of them, 1 when it is not.
+/* The keys that shape the image built from source= (s3bd-mkimage's
+ * options, parsed by the same call): 0 or -1 when key is one of them, 1
+ * when it is not.
  */
 static int
 config_build_key (const char *key, const char *value)
 {
-  int r;
+  struct s3bd_error err = { 0 };
+  int r = build_opts_set (&bopts, key, value, &err);
 
-  if (strcmp (key, "uid") == 0)
-    r = parse_id_key (key, value, &bopts.uid);
-  else if (strcmp (key, "gid") == 0)
-    r = parse_id_key (key, value, &bopts.gid);
-  else if (strcmp (key, "file-mode") == 0)
-    r = parse_mode_key (key, value, &bopts.file_mode);
-  else if (strcmp (key, "dir-mode") == 0)
-    r = parse_mode_key (key, value, &bopts.dir_mode);
-  else if (strcmp (key, "label") == 0)
-    {
-      r = 0;
-      if (strlen (value) > 16)
-        {
-          nbdkit_error ("label=%s: at most 16 bytes", value);
-          r = -1;
-        }
-      bopts.label = value;
-    }
-  else if (strcmp (key, "shard") == 0)
-    r = parse_shard_key (value, &bopts.shard_index, &bopts.shard_count);
-  else
+  if (r == 1)
     return 1;
   build_key = key;
+  if (r == -1)
+    nbdkit_error ("%s=%s: %s", key, value, err.msg);
   return r;
 }
 

@@ -55,6 +55,17 @@ struct build_opts {
 /* Sets every field to its default (no source). */
 void build_opts_init (struct build_opts *o);
 
+/* Sets one of the options that shape the image from its text, the same
+ * for s3bd-mkimage's --NAME and the plugin's NAME=: "uid" and "gid"
+ * (decimal, 0 to 2^32-1), "file-mode" and "dir-mode" (octal permission
+ * bits, 0 to 07777), "label" (at most 16 bytes; o keeps the pointer) and
+ * "shard" ("I/N", 0 <= I < N).  Returns 0; -1 with err (S3BD_EINVAL, what
+ * was expected: the caller names the option and value); or 1, changing
+ * nothing, when name is none of these.
+ */
+int build_opts_set (struct build_opts *o, const char *name,
+                    const char *value, struct s3bd_error *err);
+
 /* SOURCE_DATE_EPOCH when it is set to a non-negative integer, else -1:
  * what both commands put in build_opts.time.
  */

@@ -239,6 +239,65 @@ test_errors (void **state)
   assert_non_null (strstr (err.msg, "not an S3 URI"));
 }
 
+/* The options both commands take as text: each value parsed, each bad
+ * one refused with what was expected and o left as it was, and any other
+ * name left alone.
+ */
+static void
+test_opts_set (void **state)
+{
+  static const struct
+  {
+    const char *name, *value, *expected;
+  } bad[] = {
+    { "uid", "me", "expected a decimal number, 0 to 4294967295" },
+    { "uid", "-1", "expected a decimal number" },
+    { "gid", "4294967296", "expected a decimal number" },
+    { "gid", "", "expected a decimal number" },
+    { "file-mode", "0999", "expected octal permission bits" },
+    { "dir-mode", "10000", "expected octal permission bits" },
+    { "label", "seventeen-bytes-x", "at most 16 bytes" },
+    { "shard", "2/2", "expected I/N with 0 <= I < N" },
+    { "shard", "1/0", "expected I/N" },
+    { "shard", "1", "expected I/N" },
+    { "shard", "1/2x", "expected I/N" },
+    { "shard", "-1/2", "expected I/N" },
+  };
+  struct build_opts o, before;
+  struct s3bd_error err = { 0 };
+  size_t i;
+
+  build_opts_init (&o);
+  assert_int_equal (build_opts_set (&o, "uid", "1000", &err), 0);
+  assert_int_equal (build_opts_set (&o, "gid", "4294967295", &err), 0);
+  assert_int_equal (build_opts_set (&o, "file-mode", "0640", &err), 0);
+  assert_int_equal (build_opts_set (&o, "dir-mode", "750", &err), 0);
+  assert_int_equal (build_opts_set (&o, "label", "sixteen-bytes-ok", &err),
+                    0);
+  assert_int_equal (build_opts_set (&o, "shard", "3/4", &err), 0);
+  assert_int_equal (o.uid, 1000);
+  assert_int_equal (o.gid, 4294967295u);
+  assert_int_equal (o.file_mode, 0640);
+  assert_int_equal (o.dir_mode, 0750);
+  assert_string_equal (o.label, "sixteen-bytes-ok");
+  assert_int_equal (o.shard_index, 3);
+  assert_int_equal (o.shard_count, 4);
+
+  for (i = 0; i < sizeof bad / sizeof *bad; i++)
+    {
+      before = o;
+      s3bd_error_clear (&err);
+      assert_int_equal (build_opts_set (&o, bad[i].name, bad[i].value, &err),
+                        -1);
+      assert_int_equal (err.code, S3BD_EINVAL);
+      if (strstr (err.msg, bad[i].expected) == NULL)
+        fail_msg ("%s=%s: %s", bad[i].name, bad[i].value, err.msg);
+      assert_memory_equal (&o, &before, sizeof o);
+    }
+  assert_int_equal (build_opts_set (&o, "endpoint", "x", &err), 1);
+  assert_memory_equal (&o, &before, sizeof o);
+}
+
 static void
 test_source_date_epoch (void **state)
 {
@@ -264,6 +323,7 @@ main (void)
     cmocka_unit_test (test_manifest_needs_s3),
     cmocka_unit_test (test_errors),
     cmocka_unit_test (test_source_date_epoch),
+    cmocka_unit_test (test_opts_set),
   };
 
   return cmocka_run_group_tests (tests, setup, teardown);
