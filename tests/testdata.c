@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "pattern.h"
@@ -146,7 +145,7 @@ cmd_upload (const char *endpoint, const char *uri, const char *spec)
   unsigned inflight = 0;
   int failed = 0, lineno = 0;
   FILE *f;
-  struct timespec t0, t1;
+  uint64_t t0;
 
   if ((f = fopen (spec, "r")) == NULL)
     {
@@ -161,7 +160,7 @@ cmd_upload (const char *endpoint, const char *uri, const char *spec)
       goto out;
     }
   e = s3_client_engine (c);
-  clock_gettime (CLOCK_MONOTONIC, &t0);
+  t0 = s3_now_ms ();
   while (!failed && (len = getline (&line, &cap, f)) != -1)
     {
       struct upload *u;
@@ -223,12 +222,10 @@ cmd_upload (const char *endpoint, const char *uri, const char *spec)
     }
   while (inflight)
     s3_engine_run (e, 1000);
-  clock_gettime (CLOCK_MONOTONIC, &t1);
   if (!failed)
     fprintf (stderr, "uploaded %" PRIu64 " objects, %" PRIu64
              " bytes in %.2f s\n", objects, bytes,
-             (double) (t1.tv_sec - t0.tv_sec)
-             + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
+             (double) (s3_now_ms () - t0) / 1000.0);
 
 out:
   fclose (f);
