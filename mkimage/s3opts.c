@@ -4,12 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "s3bd/parse.h"
 #include "s3opts.h"
 
 enum {
   OPT_ENDPOINT = S3OPTS_FIRST, OPT_REGION, OPT_PROFILE, OPT_PATH,
   OPT_VIRTUAL, OPT_CA, OPT_NOVERIFY, OPT_ANON, OPT_CONN, OPT_RETRIES,
-  OPT_TIMEOUT,
+  OPT_TIMEOUT, OPT_CONNECT_TIMEOUT,
 };
 
 const struct option s3opts_long[] = {
@@ -23,7 +24,8 @@ const struct option s3opts_long[] = {
   { "anonymous", no_argument, NULL, OPT_ANON },
   { "connections", required_argument, NULL, OPT_CONN },
   { "retries", required_argument, NULL, OPT_RETRIES },
-  { "timeout-ms", required_argument, NULL, OPT_TIMEOUT },
+  { "timeout", required_argument, NULL, OPT_TIMEOUT },
+  { "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
   { NULL, 0, NULL, 0 },
 };
 
@@ -39,74 +41,65 @@ const char s3opts_help[] =
   "  --anonymous         unsigned requests (public buckets)\n"
   "  --connections N     transfers in flight (default 64)\n"
   "  --retries N         attempts per request (default 8)\n"
-  "  --timeout-ms N      connect timeout (default 5000)\n";
-
-int
-parse_size (const char *s, uint64_t *out)
-{
-  char *end;
-  unsigned long long v;
-  unsigned shift = 0;
-
-  errno = 0;
-  v = strtoull (s, &end, 10);
-  if (errno || end == s || *s == '-')
-    return -1;
-  switch (*end)
-    {
-    case '\0': break;
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    default: return -1;
-    }
-  if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
-    return -1;
-  *out = (uint64_t) v << shift;
-  return 0;
-}
+  "  --timeout S         seconds for a whole request, retries included\n"
+  "                      (default 60)\n"
+  "  --connect-timeout S seconds to connect (default 5)\n";
 
 unsigned
-parse_count (const char *prog, const char *opt, const char *s, unsigned min,
-             unsigned max)
+opt_count (const char *prog, const char *opt, const char *s, unsigned min,
+           unsigned max)
 {
+  struct s3bd_error err = { 0 };
   uint64_t v;
 
-  if (parse_size (s, &v) == -1 || v < min || v > max)
+  if (parse_count (s, min, max, &v, &err) == -1)
     {
-      fprintf (stderr, "%s: %s: expected a number from %u to %u, got "
-               "'%s'\n", prog, opt, min, max, s);
+      fprintf (stderr, "%s: %s: %s\n", prog, opt, err.msg);
       exit (2);
     }
   return (unsigned) v;
 }
 
+/* The command's spelling of each option, as s3_config_set names it: a
+ * flag stands for the value it sets.
+ */
+static const struct {
+  int opt;
+  const char *name, *flag_value;
+} names[] = {
+  { OPT_ENDPOINT, "endpoint", NULL },
+  { OPT_REGION, "region", NULL },
+  { OPT_PROFILE, "profile", NULL },
+  { OPT_PATH, "path-style", "true" },
+  { OPT_VIRTUAL, "path-style", "false" },
+  { OPT_CA, "ca-file", NULL },
+  { OPT_NOVERIFY, "tls-verify", "false" },
+  { OPT_ANON, "anonymous", "true" },
+  { OPT_CONN, "connections", NULL },
+  { OPT_RETRIES, "retries", NULL },
+  { OPT_TIMEOUT, "timeout", NULL },
+  { OPT_CONNECT_TIMEOUT, "connect-timeout", NULL },
+};
+
 void
 s3opts_apply (const char *prog, int opt, const char *arg,
               struct s3_config *cfg)
 {
-  switch (opt)
+  struct s3bd_error err = { 0 };
+
+  for (size_t i = 0; i < sizeof names / sizeof *names; i++)
     {
-    case OPT_ENDPOINT: cfg->endpoint = arg; break;
-    case OPT_REGION: cfg->region = arg; break;
-    case OPT_PROFILE: cfg->creds.profile = arg; break;
-    case OPT_PATH: cfg->addressing = S3_ADDR_PATH; break;
-    case OPT_VIRTUAL: cfg->addressing = S3_ADDR_VIRTUAL; break;
-    case OPT_CA: cfg->ca_file = arg; break;
-    case OPT_NOVERIFY: cfg->no_verify_tls = true; break;
-    case OPT_ANON: cfg->creds.anonymous = true; break;
-    case OPT_CONN:
-      cfg->max_connections = parse_count (prog, "--connections", arg, 1,
-                                          1000000);
-      break;
-    case OPT_RETRIES:
-      cfg->max_attempts = parse_count (prog, "--retries", arg, 1, 1000000);
-      break;
-    case OPT_TIMEOUT:
-      cfg->connect_timeout_ms = parse_count (prog, "--timeout-ms", arg, 1,
-                                             1000000);
-      break;
+      const char *value = names[i].flag_value ? names[i].flag_value : arg;
+
+      if (names[i].opt != opt)
+        continue;
+      if (s3_config_set (cfg, names[i].name, value, &err) != 0)
+        {
+          fprintf (stderr, "%s: --%s %s: %s\n", prog, names[i].name, value,
+                   err.msg);
+          exit (2);
+        }
+      return;
     }
 }
 

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "s3bd/parse.h"
 #include "s3bd/s3.h"
 
 /* getopt_long values 1000-1099 are these options'. */
@@ -23,14 +24,11 @@ extern const char s3opts_help[];
 void s3opts_apply (const char *prog, int opt, const char *arg,
                    struct s3_config *cfg);
 
-/* Parses a size with an optional K/M/G/T suffix (powers of 1024). */
-int parse_size (const char *s, uint64_t *out);
-
-/* Parses option `opt`'s number (suffixes allowed) in [min, max]; exits
- * with a usage error (status 2) naming the option otherwise.
+/* Parses option `opt`'s count in [min, max]; exits with a usage error
+ * (status 2) naming the option otherwise.
  */
-unsigned parse_count (const char *prog, const char *opt, const char *s,
-                      unsigned min, unsigned max);
+unsigned opt_count (const char *prog, const char *opt, const char *s,
+                    unsigned min, unsigned max);
 
 /* Fills all[0..n) with a command's own options followed by the S3
  * options and the terminating entry; exits if n is too small.

@@ -363,10 +363,10 @@ main (int argc, char **argv)
       }
     switch (opt)
       {
-      case OPT_PARALLEL: o.parallel = parse_count ("s3bd-s3", "--parallel", optarg, 0,
+      case OPT_PARALLEL: o.parallel = opt_count ("s3bd-s3", "--parallel", optarg, 0,
                                        1000000000);
         break;
-      case OPT_MAXKEYS: o.max_keys = parse_count ("s3bd-s3", "--max-keys", optarg, 0,
+      case OPT_MAXKEYS: o.max_keys = opt_count ("s3bd-s3", "--max-keys", optarg, 0,
                                        1000000000);
         break;
       case OPT_COUNT: o.count = true; break;
@@ -401,7 +401,7 @@ main (int argc, char **argv)
           break;
         }
       case OPT_DISCARD: o.discard = true; break;
-      case OPT_EXPIRES: o.expires = parse_count ("s3bd-s3", "--expires", optarg, 0,
+      case OPT_EXPIRES: o.expires = opt_count ("s3bd-s3", "--expires", optarg, 0,
                                       1000000000); break;
       case 'o': o.output = optarg; break;
       case 'v': o.verbose = true; break;

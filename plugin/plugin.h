@@ -1,41 +1,51 @@
-/* nbdkit-s3bd-plugin: what plugin.c, map.c and worker.c share. */
+/* nbdkit-s3bd-plugin: what plugin.c, config.c and stats.c share. */
 #ifndef S3BD_PLUGIN_H
 #define S3BD_PLUGIN_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/uio.h>
 
-#include "cache.h"
+#include "s3bd/build.h"
+#include "s3bd/fetch.h"
 #include "s3bd/index.h"
 #include "s3bd/s3.h"
+#include "s3bd/serve.h"
 
-struct nbdkit_extents;
+/* config.c: the parameters, set by .config, checked by .config_complete,
+ * read-only afterwards.
+ */
+struct s3bd_params {
+  const char *index;            /* index= */
+  const char *source;           /* source= */
+  const char *export_name;      /* NULL: serve any name */
+  struct build_opts build;      /* source= only: how the image is built */
+  struct s3_config s3;
+  struct serve_config serve;
+  unsigned max_requests;        /* GETs in flight */
+  const char *stats_file;
+};
+extern struct s3bd_params params;
+
+void config_load (void);
+int s3bd_config (const char *key, const char *value);
+int s3bd_config_complete (void);
+extern const char s3bd_config_help_text[];
 
 /* Set up in .get_ready, read-only afterwards. */
 struct s3bd_state {
   struct s3bd_index idx;
   struct s3_client *client;
-  struct cache *cache;
+  struct fetcher *fetcher;
+  struct serve *serve;
 };
 extern struct s3bd_state s3bd;
 extern int s3bd_debug_verbose;
 
-/* map.c: the device through the index. */
-int read_range (void *buf, uint64_t count, uint64_t offset,
-                struct s3bd_error *err);
-void prefetch_range (uint64_t offset, uint64_t count);
-int map_extents (uint32_t count, uint64_t offset,
-                 struct nbdkit_extents *extents);
+/* Where the library's log lines go: nbdkit's log. */
+s3bd_log_fn plugin_log;
 
-/* worker.c: the thread that runs the S3 engine. */
-int worker_start (struct s3_client *c, unsigned max_requests,
-                  const char *stats_file, struct s3bd_error *err);
-void worker_stop (void);
-void worker_free (void);
-void worker_fetch (void *arg, struct cache *c, struct cache_fill *fill,
-                   uint64_t object, uint64_t off, uint64_t len,
-                   const struct iovec *iov, int iovcnt);
-void stats_line (char *buf, size_t n);
+/* stats.c: the statistics line, at exit and every second in stats-file. */
+int stats_start (struct s3bd_error *err);
+void stats_stop (void);
 
 #endif

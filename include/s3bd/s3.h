@@ -55,6 +55,21 @@ struct s3_config {
   struct creds_config creds;
 };
 
+/* Sets one connection option of cfg by name, for the plugin (name=value)
+ * and the commands (--name value) alike, with one meaning per name
+ * (docs/s3-client.md):
+ *   endpoint, region, profile, ca-file   strings (kept, not copied)
+ *   path-style, tls-verify, anonymous    booleans
+ *   connections, retries                 counts
+ *   timeout                              seconds: the deadline of a whole
+ *                                        request, retries included
+ *   connect-timeout                      seconds: of one connection
+ * Returns 0, -1 with err set (nothing changed) for a bad value, or 1 when
+ * name is not one of these.
+ */
+int s3_config_set (struct s3_config *cfg, const char *name,
+                   const char *value, struct s3bd_error *err);
+
 struct s3_client;
 
 int s3_client_new (const struct s3_config *cfg, struct s3_client **out,

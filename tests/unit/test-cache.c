@@ -25,7 +25,7 @@
 #include <time.h>
 
 #include "s3bd/error.h"
-#include "cache.h"
+#include "s3bd/cache.h"
 
 #define CS 4096u /* chunk size of every test */
 
@@ -81,8 +81,9 @@ struct job
 
 #define LOG_MAX 64
 
-struct fetcher
+struct tfetcher
 {
+  struct fetcher base; /* first: the cache's pointer is ours */
   pthread_mutex_t lock;
   pthread_cond_t cond;
   /* protects: everything below but the threads */
@@ -100,6 +101,12 @@ struct fetcher
   int nthreads; /* 0: synchronous */
   pthread_t threads[4];
 };
+
+static void test_fetch (struct fetcher *base, struct cache *c,
+                        struct cache_fill *fill, uint64_t object,
+                        uint64_t off, uint64_t len, const struct iovec *iov,
+                        int iovcnt);
+static const struct fetch_ops test_ops = { .name = "test", .fetch = test_fetch };
 
 static void
 sleep_us (unsigned us)
@@ -136,7 +143,7 @@ job_complete (struct job *j)
 static void *
 fetcher_thread (void *arg)
 {
-  struct fetcher *f = arg;
+  struct tfetcher *f = arg;
 
   pthread_mutex_lock (&f->lock);
   for (;;)
@@ -171,11 +178,11 @@ fetcher_thread (void *arg)
 }
 
 static void
-test_fetch (void *arg, struct cache *c, struct cache_fill *fill,
+test_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
             uint64_t object, uint64_t off, uint64_t len,
             const struct iovec *iov, int iovcnt)
 {
-  struct fetcher *f = arg;
+  struct tfetcher *f = (struct tfetcher *)base;
   struct job *j = calloc (1, sizeof *j);
   uint64_t sum = 0;
 
@@ -219,10 +226,11 @@ test_fetch (void *arg, struct cache *c, struct cache_fill *fill,
 }
 
 static void
-fetcher_init (struct fetcher *f, int nthreads, unsigned delay_us,
+fetcher_init (struct tfetcher *f, int nthreads, unsigned delay_us,
               unsigned jitter_us)
 {
   memset (f, 0, sizeof *f);
+  f->base.ops = &test_ops;
   pthread_mutex_init (&f->lock, NULL);
   pthread_cond_init (&f->cond, NULL);
   f->fail_object = UINT64_MAX;
@@ -236,7 +244,7 @@ fetcher_init (struct fetcher *f, int nthreads, unsigned delay_us,
 }
 
 static void
-fetcher_hold (struct fetcher *f, bool hold)
+fetcher_hold (struct tfetcher *f, bool hold)
 {
   pthread_mutex_lock (&f->lock);
   f->hold = hold;
@@ -245,7 +253,7 @@ fetcher_hold (struct fetcher *f, bool hold)
 }
 
 static void
-fetcher_set_fail (struct fetcher *f, uint64_t object)
+fetcher_set_fail (struct tfetcher *f, uint64_t object)
 {
   pthread_mutex_lock (&f->lock);
   f->fail_object = object;
@@ -254,7 +262,7 @@ fetcher_set_fail (struct fetcher *f, uint64_t object)
 
 /* Completes every queued fetch, stops the threads, checks the contract. */
 static void
-fetcher_fini (struct fetcher *f)
+fetcher_fini (struct tfetcher *f)
 {
   pthread_mutex_lock (&f->lock);
   f->stop = true;
@@ -268,19 +276,18 @@ fetcher_fini (struct fetcher *f)
 }
 
 static struct cache *
-new_cache (struct fetcher *f, uint64_t max_chunks, uint64_t fetch_chunks)
+new_cache (struct tfetcher *f, uint64_t max_chunks, uint64_t fetch_chunks)
 {
   struct cache_config cfg = {
     .max_bytes = max_chunks * CS,
     .chunk_size = CS,
     .max_fetch = fetch_chunks * CS,
   };
-  struct cache_ops ops = { .fetch = test_fetch, .arg = f };
   struct s3bd_error err;
   struct cache *c = NULL;
 
   s3bd_error_clear (&err);
-  if (cache_new (&cfg, &ops, &c, &err) == -1)
+  if (cache_new (&cfg, &f->base, &c, &err) == -1)
     fail_msg ("cache_new: %s", err.msg);
   return c;
 }
@@ -316,8 +323,7 @@ read_ok (struct cache *c, uint64_t object, uint64_t size, uint64_t off,
 static void
 test_config_is_checked (void **state)
 {
-  struct fetcher f;
-  struct cache_ops ops = { .fetch = test_fetch, .arg = &f };
+  struct tfetcher f = { .base.ops = &test_ops };
   struct cache_config bad[] = {
     { 1 << 20, 3000, 1 << 20 },        /* not a power of two */
     { 1 << 20, 2048, 1 << 20 },        /* too small */
@@ -332,7 +338,7 @@ test_config_is_checked (void **state)
     {
       s3bd_error_clear (&err);
       c = NULL;
-      assert_int_equal (cache_new (&bad[i], &ops, &c, &err), -1);
+      assert_int_equal (cache_new (&bad[i], &f.base, &c, &err), -1);
       assert_int_equal (err.code, S3BD_EINVAL);
       assert_null (c);
       assert_non_null (strstr (err.msg, "cache: "));
@@ -342,7 +348,7 @@ test_config_is_checked (void **state)
 static void
 test_read_counts_hits_and_misses (void **state)
 {
-  struct fetcher f;
+  struct tfetcher f;
   struct cache *c;
   struct cache_stats s;
 
@@ -385,7 +391,7 @@ static void
 test_read_spans_chunks_and_short_last_chunk (void **state)
 {
   const uint64_t size = 3 * CS + 100;
-  struct fetcher f;
+  struct tfetcher f;
   struct cache *c;
   struct cache_stats s;
   struct s3bd_error err;
@@ -463,7 +469,7 @@ same_chunk_reader (void *arg)
 static void
 test_16_readers_of_a_chunk_share_one_fetch (void **state)
 {
-  struct fetcher f;
+  struct tfetcher f;
   pthread_barrier_t start;
   pthread_t th[16];
   struct same_chunk t = { .start = &start };
@@ -516,7 +522,7 @@ own_object_reader (void *arg)
 static void
 test_8_readers_of_different_objects (void **state)
 {
-  struct fetcher f;
+  struct tfetcher f;
   struct cache *c;
   pthread_t th[8];
   struct own_object t[8];
@@ -554,7 +560,7 @@ static void
 test_eviction_is_lru_within_bound (void **state)
 {
   const uint64_t size = 100 * CS;
-  struct fetcher f;
+  struct tfetcher f;
   struct cache *c;
   struct cache_stats s;
 
@@ -628,7 +634,7 @@ failing_reader (void *arg)
 static void
 test_failed_fetch_fails_waiters_then_retry_works (void **state)
 {
-  struct fetcher f;
+  struct tfetcher f;
   struct cache *c;
   pthread_barrier_t start;
   pthread_t th[4];
@@ -698,7 +704,7 @@ test_failed_fetch_fails_waiters_then_retry_works (void **state)
 static void
 test_failed_sync_fetch (void **state)
 {
-  struct fetcher f;
+  struct tfetcher f;
   struct cache *c;
   struct s3bd_error err;
   unsigned char buf[3 * CS];
@@ -722,6 +728,7 @@ test_failed_sync_fetch (void **state)
 
 struct manual
 {
+  struct fetcher base; /* first: the cache's pointer is ours */
   struct cache *c;
   struct cache_fill *fill;
   const struct iovec *iov;
@@ -731,11 +738,11 @@ struct manual
 };
 
 static void
-manual_fetch (void *arg, struct cache *c, struct cache_fill *fill,
+manual_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
               uint64_t object, uint64_t off, uint64_t len,
               const struct iovec *iov, int iovcnt)
 {
-  struct manual *m = arg;
+  struct manual *m = (struct manual *)base;
 
   m->c = c;
   m->fill = fill;
@@ -756,6 +763,9 @@ manual_fetch (void *arg, struct cache *c, struct cache_fill *fill,
 }
 
 /* Writes buffer i of the fetch in flight with the pattern. */
+static const struct fetch_ops manual_ops = { .name = "manual",
+                                              .fetch = manual_fetch };
+
 static void
 manual_write (struct manual *m, int i)
 {
@@ -793,11 +803,10 @@ range_reader (void *arg)
 static void
 test_progress_makes_the_head_of_a_fetch_readable (void **state)
 {
-  struct manual m = { 0 };
+  struct manual m = { .base.ops = &manual_ops };
   struct cache_config cfg = {
     .max_bytes = 16 * CS, .chunk_size = CS, .max_fetch = 4 * CS,
   };
-  struct cache_ops ops = { .fetch = manual_fetch, .arg = &m };
   struct range_reader t;
   struct s3bd_error err;
   struct cache *c = NULL;
@@ -805,7 +814,7 @@ test_progress_makes_the_head_of_a_fetch_readable (void **state)
   pthread_t th;
 
   s3bd_error_clear (&err);
-  assert_int_equal (cache_new (&cfg, &ops, &c, &err), 0);
+  assert_int_equal (cache_new (&cfg, &m.base, &c, &err), 0);
   assert_int_equal (cache_prefetch (c, 5, 4 * CS, 0, 4 * CS), 4 * CS);
   assert_int_equal (m.calls, 1);
   assert_int_equal (m.iovcnt, 4);
@@ -852,7 +861,7 @@ static void
 test_prefetch_makes_reads_hits (void **state)
 {
   const uint64_t size = 10 * CS + 5;
-  struct fetcher f;
+  struct tfetcher f;
   struct cache *c;
   struct cache_stats s;
 
@@ -922,7 +931,7 @@ whole_reader (void *arg)
 static void
 test_prefetch_in_flight_counts_and_is_shared (void **state)
 {
-  struct fetcher f;
+  struct tfetcher f;
   struct whole_reader t = { .object = 3, .size = 8 * CS };
   pthread_t th;
   struct cache_stats s;
@@ -954,7 +963,7 @@ test_prefetch_in_flight_counts_and_is_shared (void **state)
 static void
 test_prefetch_evicted_unread_is_wasted (void **state)
 {
-  struct fetcher f;
+  struct tfetcher f;
   struct cache *c;
   struct cache_stats s;
 
@@ -978,7 +987,7 @@ test_prefetch_evicted_unread_is_wasted (void **state)
 static void
 test_prefetch_stays_within_bound (void **state)
 {
-  struct fetcher f;
+  struct tfetcher f;
   struct cache *c;
   struct cache_stats s;
 
@@ -1105,7 +1114,7 @@ stresser_thread (void *arg)
 static void
 test_stress_many_threads_small_cache (void **state)
 {
-  struct fetcher f;
+  struct tfetcher f;
   struct cache *c;
   pthread_t th[STRESS_THREADS];
   struct stresser t[STRESS_THREADS];

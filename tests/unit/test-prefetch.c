@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "prefetch.h"
+#include "s3bd/prefetch.h"
 
 #define KiB ((uint64_t)1024)
 #define MiB (1024 * KiB)

@@ -1,4 +1,4 @@
-/* s3bd plugin: the readahead policy.  See prefetch.h.
+/* s3bd: the readahead policy.  See prefetch.h.
  *
  * How it works.  A table of max_streams streams, each remembering the
  * end of its furthest read (end), the end of what was advised for it
@@ -65,7 +65,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 
-#include "prefetch.h"
+#include "s3bd/prefetch.h"
 
 #define KiB 1024ull
 #define MiB (1024 * KiB)

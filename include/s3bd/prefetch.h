@@ -1,4 +1,4 @@
-/* s3bd plugin: the readahead policy.
+/* s3bd: the readahead policy.
  *
  * A pure policy: it sees the reads the device gets (byte ranges of the
  * device) and answers with ranges to fetch ahead; it does no I/O and

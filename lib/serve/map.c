@@ -1,28 +1,20 @@
-/* nbdkit-s3bd-plugin: reads and extents through the index's map.
- *
- * A device range is cut where the map changes kind (metadata, hole, an
- * object's data): metadata comes from the index, holes are zeros, and
- * data comes from the cache, with the tail of an object's last block past
- * its size read as zeros.
- */
+/* s3bd: reads and extents through the index's map.  See map.h. */
 #include <string.h>
 
-#define NBDKIT_API_VERSION 2
-#include <nbdkit-plugin.h>
-
-#include "plugin.h"
+#include "s3bd/map.h"
 
 /* The piece of [offset, offset + count) that starts at offset and has one
  * source; returns its length.
  */
 static uint64_t
-piece (uint64_t offset, uint64_t count, struct index_lookup *l)
+piece (const struct s3bd_index *idx, uint64_t offset, uint64_t count,
+       struct index_lookup *l)
 {
-  uint64_t bs = s3bd.idx.block_size;
+  uint64_t bs = idx->block_size;
   uint64_t in = offset % bs;
   uint64_t n;
 
-  index_lookup (&s3bd.idx, offset / bs, l);
+  index_lookup (idx, offset / bs, l);
   /* l->count blocks of the same source from this block on. */
   n = l->count * bs - in;
   if (l->kind == INDEX_META)
@@ -31,16 +23,16 @@ piece (uint64_t offset, uint64_t count, struct index_lookup *l)
 }
 
 int
-read_range (void *buf, uint64_t count, uint64_t offset,
-            struct s3bd_error *err)
+map_read (const struct s3bd_index *idx, struct cache *c, void *buf,
+          uint64_t count, uint64_t offset, struct s3bd_error *err)
 {
-  uint64_t bs = s3bd.idx.block_size;
+  uint64_t bs = idx->block_size;
   unsigned char *p = buf;
 
   while (count)
     {
       struct index_lookup l;
-      uint64_t n = piece (offset, count, &l);
+      uint64_t n = piece (idx, offset, count, &l);
 
       switch (l.kind)
         {
@@ -52,15 +44,15 @@ read_range (void *buf, uint64_t count, uint64_t offset,
           break;
         case INDEX_DATA:
           {
-            const struct index_object *o = &s3bd.idx.objects[l.object];
+            const struct index_object *o = &idx->objects[l.object];
             uint64_t ooff = l.object_block * bs + offset % bs;
             uint64_t real = ooff < o->size ? o->size - ooff : 0;
 
             if (real > n)
               real = n;
             if (real
-                && cache_read (s3bd.cache, l.object, o->size, ooff, real, p,
-                               err) == -1)
+                && cache_read (c, l.object, o->size, ooff, real, p, err)
+                   == -1)
               return -1;
             memset (p + real, 0, n - real);
             break;
@@ -74,10 +66,11 @@ read_range (void *buf, uint64_t count, uint64_t offset,
 }
 
 void
-prefetch_range (uint64_t offset, uint64_t count)
+map_prefetch (const struct s3bd_index *idx, struct cache *c, uint64_t offset,
+              uint64_t count)
 {
-  uint64_t bs = s3bd.idx.block_size;
-  uint64_t size = s3bd.idx.device_blocks * bs;
+  uint64_t bs = idx->block_size;
+  uint64_t size = idx->device_blocks * bs;
 
   if (offset >= size)
     return;
@@ -86,15 +79,15 @@ prefetch_range (uint64_t offset, uint64_t count)
   while (count)
     {
       struct index_lookup l;
-      uint64_t n = piece (offset, count, &l);
+      uint64_t n = piece (idx, offset, count, &l);
 
       if (l.kind == INDEX_DATA)
         {
-          const struct index_object *o = &s3bd.idx.objects[l.object];
+          const struct index_object *o = &idx->objects[l.object];
           uint64_t ooff = l.object_block * bs + offset % bs;
 
           if (ooff < o->size)
-            cache_prefetch (s3bd.cache, l.object, o->size, ooff,
+            cache_prefetch (c, l.object, o->size, ooff,
                             n < o->size - ooff ? n : o->size - ooff);
         }
       offset += n;
@@ -103,23 +96,18 @@ prefetch_range (uint64_t offset, uint64_t count)
 }
 
 int
-map_extents (uint32_t count, uint64_t offset,
-             struct nbdkit_extents *extents)
+map_extents (const struct s3bd_index *idx, uint64_t offset, uint64_t count,
+             map_extent_fn *fn, void *arg)
 {
-  uint64_t left = count;
-
-  while (left)
+  while (count)
     {
       struct index_lookup l;
-      uint64_t n = piece (offset, left, &l);
+      uint64_t n = piece (idx, offset, count, &l);
 
-      if (nbdkit_add_extent (extents, offset, n,
-                             l.kind == INDEX_HOLE
-                             ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0)
-          == -1)
+      if (fn (arg, offset, n, l.kind == INDEX_HOLE) == -1)
         return -1;
       offset += n;
-      left -= n;
+      count -= n;
     }
   return 0;
 }

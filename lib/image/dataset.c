@@ -39,7 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "arena.h"
+#include "common/arena.h"
 #include "datasetint.h"
 #include "s3bd/dataset.h"
 

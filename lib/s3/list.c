@@ -15,7 +15,7 @@
 
 #include "s3bd/s3.h"
 #include "s3bd/s3xml.h"
-#include "s3internal.h"
+#include "s3int.h"
 
 struct walker {
   struct walker *next;           /* in the pending list */

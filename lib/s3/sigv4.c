@@ -17,7 +17,7 @@
 #include <openssl/sha.h>
 
 #include "s3bd/sigv4.h"
-#include "strbuf.h"
+#include "common/strbuf.h"
 
 static const char hexdigits_lower[] = "0123456789abcdef";
 static const char hexdigits_upper[] = "0123456789ABCDEF";

@@ -15,8 +15,8 @@
 
 #include "s3bd/s3.h"
 #include "s3bd/sigv4.h"
-#include "s3internal.h"
-#include "strbuf.h"
+#include "s3int.h"
+#include "common/strbuf.h"
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 

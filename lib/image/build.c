@@ -19,6 +19,7 @@
 #include <openssl/sha.h>
 
 #include "s3bd/build.h"
+#include "s3bd/parse.h"
 #include "s3bd/ext4.h"
 #include "s3bd/index.h"
 
@@ -38,36 +39,24 @@ build_opts_init (struct build_opts *o)
   o->parallel = 16;
 }
 
-/* A whole unsigned number in base 8 or 10, at most max; no sign. */
-static int
-parse_number (const char *s, int base, unsigned long max, unsigned long *out)
-{
-  char *end;
-
-  errno = 0;
-  *out = strtoul (s, &end, base);
-  return errno || end == s || *end || *s == '-' || *out > max
-         ? -1 : 0;
-}
-
 int
 build_opts_set (struct build_opts *o, const char *name, const char *value,
                 struct s3bd_error *err)
 {
-  unsigned long v, n;
+  uint64_t v, n;
   const char *slash;
   char first[32];
 
   if (strcmp (name, "uid") == 0 || strcmp (name, "gid") == 0)
     {
-      if (parse_number (value, 10, UINT32_MAX, &v) == -1)
+      if (parse_unsigned (value, 10, UINT32_MAX, &v) == -1)
         return s3bd_fail (err, S3BD_EINVAL, "expected a decimal number, 0 "
                           "to %lu", (unsigned long) UINT32_MAX);
       *(name[0] == 'u' ? &o->uid : &o->gid) = (uint32_t) v;
     }
   else if (strcmp (name, "file-mode") == 0 || strcmp (name, "dir-mode") == 0)
     {
-      if (parse_number (value, 8, 07777, &v) == -1)
+      if (parse_unsigned (value, 8, 07777, &v) == -1)
         return s3bd_fail (err, S3BD_EINVAL,
                           "expected octal permission bits, 0 to 07777");
       *(name[0] == 'f' ? &o->file_mode : &o->dir_mode) = (uint16_t) v;
@@ -86,8 +75,8 @@ build_opts_set (struct build_opts *o, const char *name, const char *value,
         goto bad_shard;
       memcpy (first, value, (size_t) (slash - value));
       first[slash - value] = '\0';
-      if (parse_number (first, 10, UINT_MAX, &v) == -1
-          || parse_number (slash + 1, 10, UINT_MAX, &n) == -1
+      if (parse_unsigned (first, 10, UINT_MAX, &v) == -1
+          || parse_unsigned (slash + 1, 10, UINT_MAX, &n) == -1
           || n == 0 || v >= n)
         goto bad_shard;
       o->shard_index = (unsigned) v;

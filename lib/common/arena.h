@@ -1,4 +1,4 @@
-/* s3bd: the string arena of lib/listing.c, private to lib/.
+/* s3bd: a string arena, private to lib/.
  *
  * Many small strings copied into large blocks and freed all at once: a
  * listing or a dataset of millions of keys costs a few hundred

@@ -39,8 +39,8 @@
 
 #include "s3bd/sigv4.h"
 #include "engineint.h"
-#include "s3internal.h"
-#include "strbuf.h"
+#include "s3int.h"
+#include "common/strbuf.h"
 
 struct queue {
   struct attempt *head, *tail;

@@ -1,4 +1,4 @@
-/* s3bd plugin: the chunk cache.
+/* s3bd: the chunk cache.
  *
  * Object bytes are cached in chunks: chunk i of object o holds bytes
  * [i * chunk_size, min (size, (i + 1) * chunk_size)) of it.  The cache is
@@ -8,11 +8,10 @@
  * same fetch (one GET).  No lock is held while bytes are fetched or
  * copied: a reader pins the chunk, copies, unpins.
  *
- * Fetching is the caller's: the cache asks for a run of consecutive
- * missing chunks of one object through ops.fetch (so a sequential reader
- * gets one ranged GET for many chunks), and the fetcher reports back with
- * cache_fill_done, from any thread.  Unit tests give a fetcher of their
- * own; the plugin's sends ranged GETs.
+ * Fetching is a backend's (fetch.h): the cache asks for a run of
+ * consecutive missing chunks of one object with one call of its fetch
+ * (so a sequential reader gets one ranged GET for many chunks), and the
+ * backend reports back with cache_fill_done, from any thread.
  *
  * A failed fetch fails the readers waiting for it, with the fetcher's
  * message, and leaves nothing cached but the chunks the fetcher reported
@@ -27,28 +26,16 @@
 #include <sys/uio.h>
 
 #include "s3bd/error.h"
+#include "s3bd/fetch.h"
 
 struct cache;
 struct cache_fill;            /* one fetch: a run of chunks of one object */
 
-struct cache_ops {
-  /* Fetch bytes [off, off + len) of object `object` into the buffers iov
-   * (iovcnt of them, in order, adding up to len), then call
-   * cache_fill_done (c, fill, ...).  May call it before returning.  Called
-   * without any cache lock held.  iov and the buffers belong to the cache
-   * again once cache_fill_done is called: the fetcher must not touch them
-   * after that.
-   */
-  void (*fetch) (void *arg, struct cache *c, struct cache_fill *fill,
-                 uint64_t object, uint64_t off, uint64_t len,
-                 const struct iovec *iov, int iovcnt);
-  void *arg;
-};
 
 struct cache_config {
   uint64_t max_bytes;         /* memory bound of chunk buffers */
   uint64_t chunk_size;        /* a power of two, 4 KiB .. 64 MiB */
-  /* Largest run of chunks fetched with one call of ops.fetch, in bytes
+  /* Largest run of chunks fetched with one call of the fetcher, in bytes
    * (at least one chunk; rounded down to whole chunks, at most 1024).
    */
   uint64_t max_fetch;
@@ -61,7 +48,7 @@ struct cache_stats {
   uint64_t hits;              /* reads served from filled chunks */
   uint64_t misses;            /* reads that started a fetch */
   uint64_t waits;             /* reads that waited for a fetch in flight */
-  uint64_t fetches, fetched_bytes; /* ops.fetch calls, bytes asked for */
+  uint64_t fetches, fetched_bytes; /* the fetcher calls, bytes asked for */
   uint64_t prefetched_chunks; /* chunks fetched by cache_prefetch */
   uint64_t prefetch_used;     /* of those, read at least once */
   uint64_t prefetch_wasted;   /* of those, evicted unread */
@@ -71,7 +58,8 @@ struct cache_stats {
   uint64_t inflight_bytes;    /* of those, being fetched */
 };
 
-int cache_new (const struct cache_config *cfg, const struct cache_ops *ops,
+/* The fetcher must outlive the cache. */
+int cache_new (const struct cache_config *cfg, struct fetcher *fetcher,
                struct cache **out, struct s3bd_error *err);
 /* Only when no fetch is in flight and no call is running. */
 void cache_free (struct cache *c);

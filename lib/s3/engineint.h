@@ -10,7 +10,7 @@
 
 #include <curl/curl.h>
 
-#include "strbuf.h"
+#include "common/strbuf.h"
 
 struct s3_client;
 struct s3_engine;

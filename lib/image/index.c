@@ -38,7 +38,7 @@
 #include "s3bd/index.h"
 
 #include "indexint.h"
-#include "strbuf.h"
+#include "common/strbuf.h"
 
 /* ---- The format's constants (docs/index-format.md, indexint.h) ---- */
 

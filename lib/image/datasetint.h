@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "arena.h"
+#include "common/arena.h"
 #include "s3bd/dataset.h"
 
 /* Open addressing, linear probing, at most half full.  The map does not

@@ -1,4 +1,4 @@
-/* s3bd plugin: the chunk cache.  See cache.h.
+/* s3bd: the chunk cache.  See cache.h.
  *
  * How the cache works
  *
@@ -7,13 +7,13 @@
  * from the moment its fetch starts (FETCHING) until it is evicted
  * (READY) or its fetch fails; a chunk missing from the table is the
  * "empty" state.  Chunks fetched together belong to one fill: the run of
- * consecutive chunks that one call of ops.fetch writes, with one
+ * consecutive chunks that one call of the fetcher writes, with one
  * condition variable its readers wait on, so a finished fetch wakes only
  * its own readers.
  *
  * A reader pins every chunk it copies from or waits for.  A pinned chunk
  * is never evicted and never freed, so the reader may drop the lock and
- * copy from its buffer: the lock is never held across ops.fetch or a
+ * copy from its buffer: the lock is never held across the fetcher or a
  * memcpy.  Buffers of a new fill are allocated, and evicted buffers are
  * freed, outside the lock too; only the bookkeeping happens under it.
  *
@@ -51,7 +51,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "cache.h"
+#include "s3bd/cache.h"
 
 /* A fill carries at most this many chunks, whatever max_fetch says, so
  * that iovcnt stays an int well below IOV_MAX.
@@ -72,7 +72,7 @@ struct chunk
   struct chunk *prev, *next; /* LRU list, READY chunks only */
   struct cache_fill *fill;   /* while FETCHING */
   /* The pointer is set by the thread that starts the fill, outside the
-   * lock but before ops.fetch, and is read by others only once the chunk
+   * lock but before the fetcher, and is read by others only once the chunk
    * is READY, which cache_fill_done publishes under the lock.
    */
   unsigned char *buf;
@@ -103,7 +103,7 @@ struct cache_fill
 struct cache
 {
   /* Read-only after cache_new. */
-  struct cache_ops ops;
+  struct fetcher *fetcher;
   uint64_t max_bytes, chunk_size;
   unsigned shift;  /* log2 (chunk_size) */
   int fill_chunks; /* most chunks in one fill */
@@ -461,7 +461,7 @@ fill_start (struct cache *c, struct cache_fill *fill)
       fill->iov[k].iov_base = ch->buf;
       fill->iov[k].iov_len = ch->len;
     }
-  c->ops.fetch (c->ops.arg, c, fill, fill->object, fill->off, fill->len,
+  c->fetcher->ops->fetch (c->fetcher, c, fill, fill->object, fill->off, fill->len,
                 fill->iov, fill->n);
 }
 
@@ -796,7 +796,7 @@ cache_prefetch (struct cache *c, uint64_t object, uint64_t object_size,
 /* ---- Set-up and counters ---- */
 
 int
-cache_new (const struct cache_config *cfg, const struct cache_ops *ops,
+cache_new (const struct cache_config *cfg, struct fetcher *fetcher,
            struct cache **out, struct s3bd_error *err)
 {
   struct cache *c;
@@ -804,7 +804,7 @@ cache_new (const struct cache_config *cfg, const struct cache_ops *ops,
   size_t nbuckets;
   unsigned shift;
 
-  if (ops == NULL || ops->fetch == NULL)
+  if (fetcher == NULL || fetcher->ops->fetch == NULL)
     return s3bd_fail (err, S3BD_EINVAL, "cache: no fetch function");
   if (cfg->chunk_size < 4096 || cfg->chunk_size > 64 << 20
       || (cfg->chunk_size & (cfg->chunk_size - 1)) != 0)
@@ -851,7 +851,7 @@ cache_new (const struct cache_config *cfg, const struct cache_ops *ops,
       pthread_mutex_destroy (&c->lock);
       goto nomem;
     }
-  c->ops = *ops;
+  c->fetcher = fetcher;
   c->max_bytes = cfg->max_bytes;
   c->chunk_size = cfg->chunk_size;
   c->shift = shift;

@@ -14,7 +14,7 @@
 
 #include <json-c/json.h>
 
-#include "arena.h"
+#include "common/arena.h"
 #include "datasetint.h"
 #include "s3bd/dataset.h"
 

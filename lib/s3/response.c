@@ -20,8 +20,8 @@
 
 #include "s3bd/s3xml.h"
 #include "engineint.h"
-#include "s3internal.h"
-#include "strbuf.h"
+#include "s3int.h"
+#include "common/strbuf.h"
 
 /* An error body larger than this is cut: error documents are small. */
 #define ERROR_BODY_MAX (64 * 1024)

@@ -1,8 +1,8 @@
 /* s3bd: what s3.c (client, operations) and engine.c (transfers) share.
  * Private to lib/.
  */
-#ifndef S3BD_S3INTERNAL_H
-#define S3BD_S3INTERNAL_H
+#ifndef S3BD_S3INT_H
+#define S3BD_S3INT_H
 
 #include <stdbool.h>
 #include <stdint.h>

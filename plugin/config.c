@@ -1,0 +1,237 @@
+/* nbdkit-s3bd-plugin: the parameters, in one table of meanings
+ * (docs/nbdkit-s3bd-plugin.md documents each with its default).
+ *
+ * Three families share the keys: the image options of source= (parsed by
+ * build_opts_set, as s3bd-mkimage parses them), the S3 connection options
+ * (s3_config_set, as the commands parse them), and the plugin's own.
+ * Unknown keys are refused; .config_complete checks them together.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NBDKIT_API_VERSION 2
+#include <nbdkit-plugin.h>
+
+#include "plugin.h"
+#include "s3bd/parse.h"
+
+struct s3bd_params params = {
+  .serve = {
+    .cache_size = 1ULL << 30,
+    .chunk_size = 256 << 10,
+    .max_fetch = 32 << 20,
+    .readahead_max = 64 << 20,
+    .readahead_budget = 512 << 20,
+  },
+  .max_requests = 64,
+};
+
+/* Of the image options, the last one given, for errors. */
+static const char *build_key;
+
+void
+config_load (void)
+{
+  build_opts_init (&params.build);
+}
+
+static int
+size_key (const char *key, const char *value, uint64_t min, uint64_t max,
+          uint64_t *out)
+{
+  int64_t v = nbdkit_parse_size (value);
+
+  if (v == -1)
+    return -1;
+  if ((uint64_t) v < min || (uint64_t) v > max)
+    {
+      nbdkit_error ("%s=%s: must be between %" PRIu64 " and %" PRIu64, key,
+                    value, min, max);
+      return -1;
+    }
+  *out = (uint64_t) v;
+  return 0;
+}
+
+/* A key that names one thing may be given once. */
+static int
+once (const char *key, const char *value, const char **out)
+{
+  if (*out)
+    {
+      nbdkit_error ("%s= given twice (%s and %s)", key, *out, value);
+      return -1;
+    }
+  *out = value;
+  return 0;
+}
+
+int
+s3bd_config (const char *key, const char *value)
+{
+  struct s3bd_error err = { 0 };
+  struct serve_config *sc = &params.serve;
+  uint64_t v;
+  int r;
+
+  r = build_opts_set (&params.build, key, value, &err);
+  if (r != 1)
+    build_key = key;
+  if (r == 1)
+    r = s3_config_set (&params.s3, key, value, &err);
+  if (r == -1)
+    {
+      nbdkit_error ("%s=%s: %s", key, value, err.msg);
+      return -1;
+    }
+  if (r == 0)
+    return 0;
+
+  if (strcmp (key, "index") == 0)
+    return once (key, value, &params.index);
+  if (strcmp (key, "source") == 0)
+    return once (key, value, &params.source);
+  if (strcmp (key, "export-name") == 0)
+    {
+      /* The protocol's limit; "" is every client's default, which is
+       * what leaving the key out serves already.
+       */
+      if (*value == '\0' || strlen (value) > 4096)
+        {
+          nbdkit_error ("export-name: must be 1 to 4096 bytes (leave it "
+                        "out to accept any name)");
+          return -1;
+        }
+      return once (key, value, &params.export_name);
+    }
+  if (strcmp (key, "stats-file") == 0)
+    return once (key, value, &params.stats_file);
+  if (strcmp (key, "cache-size") == 0)
+    return size_key (key, value, 16 << 20, 1ULL << 40, &sc->cache_size);
+  if (strcmp (key, "chunk-size") == 0)
+    {
+      if (size_key (key, value, 4096, 64 << 20, &sc->chunk_size) == -1)
+        return -1;
+      if (sc->chunk_size & (sc->chunk_size - 1))
+        {
+          nbdkit_error ("chunk-size=%s: must be a power of two", value);
+          return -1;
+        }
+      return 0;
+    }
+  if (strcmp (key, "max-fetch") == 0)
+    return size_key (key, value, 4096, 1 << 30, &sc->max_fetch);
+  if (strcmp (key, "readahead-max") == 0)
+    return size_key (key, value, 0, 1 << 30, &sc->readahead_max);
+  if (strcmp (key, "readahead-budget") == 0)
+    return size_key (key, value, 0, 1ULL << 40, &sc->readahead_budget);
+  if (strcmp (key, "max-requests") == 0)
+    {
+      if (parse_count (value, 1, 1024, &v, &err) == -1)
+        {
+          nbdkit_error ("%s=%s: %s", key, value, err.msg);
+          return -1;
+        }
+      params.max_requests = (unsigned) v;
+      return 0;
+    }
+  nbdkit_error ("unknown parameter '%s' (see nbdkit-s3bd-plugin(1))", key);
+  return -1;
+}
+
+int
+s3bd_config_complete (void)
+{
+  struct s3bd_error err = { 0 };
+  struct serve_config *sc = &params.serve;
+  uint64_t min_cache;
+  char *bucket, *prefix;
+
+  if (params.index && params.source)
+    {
+      nbdkit_error ("index= and source= exclude each other: serve an index "
+                    "made by s3bd-mkimage, or build one from source= at "
+                    "start-up");
+      return -1;
+    }
+  if (params.index == NULL && params.source == NULL)
+    {
+      nbdkit_error ("give index=PATH|s3://BUCKET/KEY (an index made by "
+                    "s3bd-mkimage) or source=s3://BUCKET/PREFIX/ (built "
+                    "at start-up)");
+      return -1;
+    }
+  if (params.index && build_key)
+    {
+      nbdkit_error ("%s= applies to source= only: an index made by "
+                    "s3bd-mkimage was built with its own options",
+                    build_key);
+      return -1;
+    }
+  if (params.source)
+    {
+      /* Its message starts with the URI: "source=URI: no bucket name". */
+      if (s3_parse_uri (params.source, &bucket, &prefix, &err) == -1)
+        {
+          nbdkit_error ("source=%s", err.msg);
+          return -1;
+        }
+      free (bucket);
+      free (prefix);
+    }
+  if (sc->chunk_size > sc->max_fetch)
+    {
+      nbdkit_error ("chunk-size (%" PRIu64 ") must not exceed max-fetch (%"
+                    PRIu64 ")", sc->chunk_size, sc->max_fetch);
+      return -1;
+    }
+  /* Room for a chunk for every GET in flight, and for 8 chunks at least:
+   * below that, readers evict each other's chunks before copying them.
+   */
+  min_cache = sc->chunk_size * (params.max_requests > 8 ? params.max_requests
+                                                        : 8);
+  if (sc->cache_size < min_cache)
+    {
+      nbdkit_error ("cache-size (%" PRIu64 ") is too small: it must hold "
+                    "max(8, max-requests = %u) chunks of chunk-size %"
+                    PRIu64 ", %" PRIu64 " bytes", sc->cache_size,
+                    params.max_requests, sc->chunk_size, min_cache);
+      return -1;
+    }
+  if (sc->readahead_budget > sc->cache_size / 2)
+    sc->readahead_budget = sc->cache_size / 2; /* room for demand reads */
+  /* The pool of connections serves the GETs in flight unless given. */
+  if (params.s3.max_connections == 0)
+    params.s3.max_connections = params.max_requests;
+  return 0;
+}
+
+const char s3bd_config_help_text[] =
+  "index=PATH|s3://B/K  the index made by s3bd-mkimage, or:\n"
+  "source=s3://B/P/     build the index of this prefix at start-up\n"
+  "  uid=N, gid=N       source=: owner of every file (default 0)\n"
+  "  file-mode=MODE     source=: default 0444\n"
+  "  dir-mode=MODE      source=: default 0555\n"
+  "  label=NAME         source=: file system label (default none)\n"
+  "  shard=I/N          source=: keep objects I, I+N... (default all)\n"
+  "export-name=NAME     serve this export name only (default: any name)\n"
+  "endpoint=URL         S3 endpoint (default: environment, profile, AWS)\n"
+  "region=R             region (default: environment, profile, us-east-1)\n"
+  "profile=P            credentials/config profile\n"
+  "path-style=BOOL      path-style addressing (default: auto)\n"
+  "ca-file=FILE         CA bundle for TLS\n"
+  "tls-verify=BOOL      verify certificates (default true)\n"
+  "anonymous=BOOL       unsigned requests (default false)\n"
+  "connections=N        connection pool (default: max-requests)\n"
+  "retries=N            attempts per GET (default 8)\n"
+  "timeout=SECONDS      deadline of a GET, retries included (default 60)\n"
+  "connect-timeout=SECONDS  of one connection (default 5)\n"
+  "cache-size=SIZE      memory for cached chunks (default 1G)\n"
+  "chunk-size=SIZE      cache granule, power of two (default 256K)\n"
+  "max-fetch=SIZE       largest single GET (default 32M)\n"
+  "readahead-max=SIZE   largest readahead window per stream (default 64M)\n"
+  "readahead-budget=SIZE readahead bytes in flight or unread (default 512M)\n"
+  "max-requests=N       GETs in flight (default 64)\n"
+  "stats-file=PATH      rewrite statistics to PATH every second";
