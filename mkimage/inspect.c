@@ -41,7 +41,7 @@ run_block (const struct s3bd_index *idx, const struct index_meta_run *r,
            uint64_t i)
 {
   return idx->content
-         + (size_t) (r->repeated ? r->first : r->first + i) * idx->block_size;
+         + (size_t)(r->repeated ? r->first : r->first + i) * idx->block_size;
 }
 
 int
@@ -57,22 +57,22 @@ materialize (const char *index_path, const char *image_path)
   snprintf (tmp, len, "%s.tmp.XXXXXX", image_path);
   if ((fd = mkstemp (tmp)) == -1)
     {
-      fprintf (stderr, "s3bd-mkimage: %s: %s\n", image_path,
-               strerror (errno));
+      fprintf (stderr, "s3bd-mkimage: %s: %s\n", image_path, strerror (errno));
       goto out;
     }
-  if (ftruncate (fd, (off_t) (idx.device_blocks * idx.block_size)) == -1)
+  if (ftruncate (fd, (off_t)(idx.device_blocks * idx.block_size)) == -1)
     {
-      fprintf (stderr, "s3bd-mkimage: %s: cannot make a %" PRIu64
-               "-byte sparse file: %s\n", image_path,
-               idx.device_blocks * idx.block_size, strerror (errno));
+      fprintf (
+          stderr,
+          "s3bd-mkimage: %s: cannot make a %" PRIu64 "-byte sparse file: %s\n",
+          image_path, idx.device_blocks * idx.block_size, strerror (errno));
       goto fail;
     }
   for (uint64_t r = 0; r < idx.nruns; r++)
     for (uint64_t i = 0; i < idx.runs[r].count; i++)
       if (pwrite (fd, run_block (&idx, &idx.runs[r], i), idx.block_size,
-                  (off_t) ((idx.runs[r].block + i) * idx.block_size))
-          != (ssize_t) idx.block_size)
+                  (off_t)((idx.runs[r].block + i) * idx.block_size))
+          != (ssize_t)idx.block_size)
         {
           fprintf (stderr, "s3bd-mkimage: %s: %s\n", image_path,
                    strerror (errno));
@@ -81,15 +81,13 @@ materialize (const char *index_path, const char *image_path)
   if (fsync (fd) == -1 || close (fd) == -1)
     {
       fd = -1;
-      fprintf (stderr, "s3bd-mkimage: %s: %s\n", image_path,
-               strerror (errno));
+      fprintf (stderr, "s3bd-mkimage: %s: %s\n", image_path, strerror (errno));
       goto fail;
     }
   fd = -1;
   if (rename (tmp, image_path) == -1)
     {
-      fprintf (stderr, "s3bd-mkimage: %s: %s\n", image_path,
-               strerror (errno));
+      fprintf (stderr, "s3bd-mkimage: %s: %s\n", image_path, strerror (errno));
       goto fail;
     }
   ret = 0;
@@ -105,7 +103,8 @@ out:
   return ret;
 }
 
-struct walk {
+struct walk
+{
   ext2_filsys fs;
   const struct s3bd_index *idx;
   ext2_ino_t first_file;
@@ -126,28 +125,29 @@ print_file (struct walk *w, ext2_ino_t ino, const char *path)
 
   if (ino < w->first_file || ino - w->first_file >= idx->nobjects)
     {
-      fprintf (stderr, "s3bd-mkimage: %s: inode %u has no object\n", path,
-               ino);
+      fprintf (stderr, "s3bd-mkimage: %s: inode %u has no object\n", path, ino);
       w->bad = 1;
       return -1;
     }
   o = &idx->objects[ino - w->first_file];
-  e = ext2fs_read_inode_full (w->fs, ino, (struct ext2_inode *) &inode,
+  e = ext2fs_read_inode_full (w->fs, ino, (struct ext2_inode *)&inode,
                               sizeof inode);
   if (e == 0 && o->size)
-    e = ext2fs_bmap2 (w->fs, ino, (struct ext2_inode *) &inode, NULL, 0, 0,
-                      NULL, &pblk);
+    e = ext2fs_bmap2 (w->fs, ino, (struct ext2_inode *)&inode, NULL, 0, 0, NULL,
+                      &pblk);
   size = EXT2_I_SIZE (&inode);
   if (e || size != o->size || (o->size && pblk != o->first_block))
     {
-      fprintf (stderr, "s3bd-mkimage: %s: the inode and object %s "
-               "disagree (corrupt index)\n", path, o->key);
+      fprintf (stderr,
+               "s3bd-mkimage: %s: the inode and object %s "
+               "disagree (corrupt index)\n",
+               path, o->key);
       w->bad = 1;
       return -1;
     }
-  printf ("%s\ts3://%s/%s\t%s\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\n",
-          path, idx->buckets[o->bucket], o->key, o->etag, o->size,
-          o->first_block, (o->size + idx->block_size - 1) / idx->block_size);
+  printf ("%s\ts3://%s/%s\t%s\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\n", path,
+          idx->buckets[o->bucket], o->key, o->etag, o->size, o->first_block,
+          (o->size + idx->block_size - 1) / idx->block_size);
   return 0;
 }
 
@@ -161,15 +161,15 @@ walk_entry (ext2_ino_t dir, int entry, struct ext2_dir_entry *de, int off,
 
   if (entry == DIRENT_DOT_FILE || entry == DIRENT_DOT_DOT_FILE)
     return 0;
-  if (saved + (size_t) nl + 2 > sizeof w->path)
+  if (saved + (size_t)nl + 2 > sizeof w->path)
     {
       w->bad = 1;
       return DIRENT_ABORT;
     }
   if (saved)
     w->path[w->len++] = '/';
-  memcpy (w->path + w->len, de->name, (size_t) nl);
-  w->len += (size_t) nl;
+  memcpy (w->path + w->len, de->name, (size_t)nl);
+  w->len += (size_t)nl;
   w->path[w->len] = '\0';
   if (ext2fs_dirent_file_type (de) == EXT2_FT_DIR)
     {
@@ -201,7 +201,8 @@ dump (const char *index_path, const char *const *paths, size_t npaths)
   for (uint64_t r = 0; r < idx.nruns; r++)
     for (uint64_t i = 0; i < idx.runs[r].count; i++)
       if (memstore_put (store, idx.runs[r].block + i,
-                        run_block (&idx, &idx.runs[r], i)) == -1)
+                        run_block (&idx, &idx.runs[r], i))
+          == -1)
         goto nomem;
   e = ext2fs_open (memstore_name (store), EXT2_FLAG_64BITS, 0, 0,
                    memstore_io_manager (), &fs);
@@ -213,8 +214,9 @@ dump (const char *index_path, const char *const *paths, size_t npaths)
     }
   /* Used inodes are 1..used: reserved, lost+found, directories, files. */
   used = fs->super->s_inodes_count - fs->super->s_free_inodes_count;
-  w = (struct walk) { .fs = fs, .idx = &idx,
-                      .first_file = (ext2_ino_t) (used - idx.nobjects + 1) };
+  w = (struct walk){ .fs = fs,
+                     .idx = &idx,
+                     .first_file = (ext2_ino_t)(used - idx.nobjects + 1) };
   if (npaths == 0)
     ext2fs_dir_iterate2 (fs, EXT2_ROOT_INO, 0, NULL, walk_entry, &w);
   for (size_t i = 0; i < npaths; i++)

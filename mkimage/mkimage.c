@@ -27,37 +27,54 @@
 #include "s3bd/s3.h"
 #include "s3opts.h"
 
-static const char usage[] =
-  "usage: s3bd-mkimage [OPTIONS] s3://BUCKET/PREFIX -o INDEX\n"
-  "       s3bd-mkimage [OPTIONS] --manifest FILE|s3://B/K -o INDEX\n"
-  "       s3bd-mkimage [OPTIONS] --augmented-manifest FILE|s3://B/K -o INDEX\n"
-  "       s3bd-mkimage --materialize INDEX -o IMAGE\n"
-  "       s3bd-mkimage --dump INDEX [PATH...]\n"
-  "build options:\n"
-  "  -o, --output INDEX        where to write the index (atomically)\n"
-  "  --upload s3://B/K         also upload the index there\n"
-  "  --attribute-names A,B     augmented manifest attributes holding S3 URIs\n"
-  "                            (default: every attribute ending in -ref)\n"
-  "  --listing FILE            build from a saved listing (lines of\n"
-  "                            'SIZE<TAB>ETAG<TAB>MTIME<TAB>KEY', as printed\n"
-  "                            by s3bd-s3 ls) instead of listing S3\n"
-  "  --shard I/N               keep objects I, I+N, I+2N... (ShardedByS3Key)\n"
-  "  --uid N, --gid N          owner of every file (default 0)\n"
-  "  --file-mode MODE          default 0444\n"
-  "  --dir-mode MODE           default 0555\n"
-  "  --label NAME              file system label (16 bytes at most)\n"
-  "  --report FILE             write left-out keys and reasons (TSV)\n"
-  "  --parallel N              listings in flight (default 16)\n"
-  "  -q, --quiet               no progress or summary\n"
-  "  -h, --help\n"
-  "SOURCE_DATE_EPOCH sets the image's own times (default: the newest\n"
-  "object's Last-Modified), so the same listing gives the same bytes.\n"
-  "\n";
+static const char usage[]
+    = "usage: s3bd-mkimage [OPTIONS] s3://BUCKET/PREFIX -o INDEX\n"
+      "       s3bd-mkimage [OPTIONS] --manifest FILE|s3://B/K -o INDEX\n"
+      "       s3bd-mkimage [OPTIONS] --augmented-manifest FILE|s3://B/K -o "
+      "INDEX\n"
+      "       s3bd-mkimage --materialize INDEX -o IMAGE\n"
+      "       s3bd-mkimage --dump INDEX [PATH...]\n"
+      "build options:\n"
+      "  -o, --output INDEX        where to write the index (atomically)\n"
+      "  --upload s3://B/K         also upload the index there\n"
+      "  --attribute-names A,B     augmented manifest attributes holding S3 "
+      "URIs\n"
+      "                            (default: every attribute ending in -ref)\n"
+      "  --listing FILE            build from a saved listing (lines of\n"
+      "                            'SIZE<TAB>ETAG<TAB>MTIME<TAB>KEY', as "
+      "printed\n"
+      "                            by s3bd-s3 ls) instead of listing S3\n"
+      "  --shard I/N               keep objects I, I+N, I+2N... "
+      "(ShardedByS3Key)\n"
+      "  --uid N, --gid N          owner of every file (default 0)\n"
+      "  --file-mode MODE          default 0444\n"
+      "  --dir-mode MODE           default 0555\n"
+      "  --label NAME              file system label (16 bytes at most)\n"
+      "  --report FILE             write left-out keys and reasons (TSV)\n"
+      "  --parallel N              listings in flight (default 16)\n"
+      "  -q, --quiet               no progress or summary\n"
+      "  -h, --help\n"
+      "SOURCE_DATE_EPOCH sets the image's own times (default: the newest\n"
+      "object's Last-Modified), so the same listing gives the same bytes.\n"
+      "\n";
 
-enum {
-  OPT_MANIFEST = 256, OPT_AUGMENTED, OPT_ATTRS, OPT_LISTING, OPT_UPLOAD,
-  OPT_SHARD, OPT_UID, OPT_GID, OPT_FMODE, OPT_DMODE, OPT_LABEL,
-  OPT_REPORT, OPT_PARALLEL, OPT_MATERIALIZE, OPT_DUMP,
+enum
+{
+  OPT_MANIFEST = 256,
+  OPT_AUGMENTED,
+  OPT_ATTRS,
+  OPT_LISTING,
+  OPT_UPLOAD,
+  OPT_SHARD,
+  OPT_UID,
+  OPT_GID,
+  OPT_FMODE,
+  OPT_DMODE,
+  OPT_LABEL,
+  OPT_REPORT,
+  OPT_PARALLEL,
+  OPT_MATERIALIZE,
+  OPT_DUMP,
 };
 
 static const struct option own_opts[] = {
@@ -82,7 +99,8 @@ static const struct option own_opts[] = {
   { NULL, 0, NULL, 0 },
 };
 
-struct opts {
+struct opts
+{
   const char *output, *manifest, *augmented, *attrs, *listing, *upload;
   const char *report, *materialize, *dump;
   unsigned parallel;
@@ -181,7 +199,8 @@ write_report (const char *path, const struct dataset *ds,
 }
 
 /* Progress on a terminal: the phase, and the listing's count and rate. */
-struct progress {
+struct progress
+{
   const struct opts *o;
   double start;
 };
@@ -199,9 +218,11 @@ list_progress (void *arg, uint64_t objects, uint64_t requests)
 {
   struct progress *pr = arg;
 
-  fprintf (stderr, "\rlisting: %" PRIu64 " objects, %" PRIu64
-           " requests, %.0f objects/s", objects, requests,
-           (double) objects / (s3_now_ms () / 1000.0 - pr->start + 1e-9));
+  fprintf (stderr,
+           "\rlisting: %" PRIu64 " objects, %" PRIu64
+           " requests, %.0f objects/s",
+           objects, requests,
+           (double)objects / (s3_now_ms () / 1000.0 - pr->start + 1e-9));
 }
 
 static int
@@ -219,7 +240,7 @@ build (const struct opts *o, const struct s3_config *cfg, const char *uri)
   bo.manifest = o->manifest;
   bo.augmented = o->augmented;
   bo.attrs = o->attrs;
-  bo.listing = uri ? o->listing : NULL;   /* a manifest is looked up */
+  bo.listing = uri ? o->listing : NULL; /* a manifest is looked up */
   bo.time = build_source_date_epoch ();
   bo.parallel = o->parallel;
   if (show_progress (o))
@@ -235,8 +256,7 @@ build (const struct opts *o, const struct s3_config *cfg, const char *uri)
     goto fail;
   progress_phase (o, "writing the index");
   if (o->output
-      && index_write_encoded (res.index, res.index_len, o->output, &err)
-      == -1)
+      && index_write_encoded (res.index, res.index_len, o->output, &err) == -1)
     goto fail;
   if (o->upload)
     {
@@ -270,12 +290,13 @@ build (const struct opts *o, const struct s3_config *cfg, const char *uri)
 
       if (show_progress (o))
         fputs ("\r\033[K", stderr);
-      fprintf (stderr, "s3bd-mkimage: %zu objects, %" PRIu64 " bytes, %zu "
+      fprintf (stderr,
+               "s3bd-mkimage: %zu objects, %" PRIu64 " bytes, %zu "
                "left out, %zu directories; device %" PRIu64 " MiB; index "
-               "%zu bytes (%.1f bytes/object); %.2f s\n", res.ds.nfiles,
-               res.bytes, res.ds.nleft, (size_t) res.dirs,
+               "%zu bytes (%.1f bytes/object); %.2f s\n",
+               res.ds.nfiles, res.bytes, res.ds.nleft, (size_t)res.dirs,
                res.device_blocks / 256, res.index_len,
-               (double) res.index_len / (double) res.ds.nfiles, t);
+               (double)res.index_len / (double)res.ds.nfiles, t);
     }
   ret = 0;
   goto out;
@@ -323,22 +344,23 @@ main (int argc, char **argv)
         case OPT_REPORT: o.report = optarg; break;
         case OPT_MATERIALIZE: o.materialize = optarg; break;
         case OPT_DUMP: o.dump = optarg; break;
-        case OPT_UID: case OPT_GID: case OPT_FMODE: case OPT_DMODE:
-        case OPT_LABEL: case OPT_SHARD:
+        case OPT_UID:
+        case OPT_GID:
+        case OPT_FMODE:
+        case OPT_DMODE:
+        case OPT_LABEL:
+        case OPT_SHARD:
           if (set_image_opt (&o.image, opt, optarg) == -1)
             return 2;
           break;
         case OPT_PARALLEL:
-          o.parallel = (unsigned) parse_ulong ("--parallel", optarg, 10,
-                                               1024);
+          o.parallel = (unsigned)parse_ulong ("--parallel", optarg, 10, 1024);
           break;
         case 'h':
           fputs (usage, stdout);
           fputs (s3opts_help, stdout);
           return 0;
-        default:
-          fputs (usage, stderr);
-          return 2;
+        default: fputs (usage, stderr); return 2;
         }
     }
   if (o.materialize)
@@ -351,8 +373,8 @@ main (int argc, char **argv)
       return materialize (o.materialize, o.output);
     }
   if (o.dump)
-    return dump (o.dump, (const char *const *) argv + optind,
-                 (size_t) (argc - optind));
+    return dump (o.dump, (const char *const *)argv + optind,
+                 (size_t)(argc - optind));
   if ((o.manifest || o.augmented) ? optind != argc : optind + 1 != argc)
     {
       fputs (usage, stderr);
@@ -361,7 +383,7 @@ main (int argc, char **argv)
   if (o.manifest && o.augmented)
     {
       fprintf (stderr, "s3bd-mkimage: --manifest and --augmented-manifest "
-               "exclude each other\n");
+                       "exclude each other\n");
       return 2;
     }
   if (o.output == NULL && o.upload == NULL)

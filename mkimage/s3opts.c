@@ -7,10 +7,20 @@
 #include "s3bd/parse.h"
 #include "s3opts.h"
 
-enum {
-  OPT_ENDPOINT = S3OPTS_FIRST, OPT_REGION, OPT_PROFILE, OPT_PATH,
-  OPT_VIRTUAL, OPT_CA, OPT_NOVERIFY, OPT_ANON, OPT_CONN, OPT_RETRIES,
-  OPT_TIMEOUT, OPT_CONNECT_TIMEOUT,
+enum
+{
+  OPT_ENDPOINT = S3OPTS_FIRST,
+  OPT_REGION,
+  OPT_PROFILE,
+  OPT_PATH,
+  OPT_VIRTUAL,
+  OPT_CA,
+  OPT_NOVERIFY,
+  OPT_ANON,
+  OPT_CONN,
+  OPT_RETRIES,
+  OPT_TIMEOUT,
+  OPT_CONNECT_TIMEOUT,
 };
 
 const struct option s3opts_long[] = {
@@ -29,21 +39,22 @@ const struct option s3opts_long[] = {
   { NULL, 0, NULL, 0 },
 };
 
-const char s3opts_help[] =
-  "S3 options:\n"
-  "  --endpoint URL      S3 endpoint (default: AWS_ENDPOINT_URL, profile, AWS)\n"
-  "  --region R          region (default: AWS_REGION, profile, us-east-1)\n"
-  "  --profile P         credentials/config profile\n"
-  "  --path-style        path-style addressing (default: auto)\n"
-  "  --virtual-hosted    virtual-hosted addressing\n"
-  "  --ca-file F         CA bundle for TLS\n"
-  "  --no-verify-tls     do not verify certificates (testing only)\n"
-  "  --anonymous         unsigned requests (public buckets)\n"
-  "  --connections N     transfers in flight (default 64)\n"
-  "  --retries N         attempts per request (default 8)\n"
-  "  --timeout S         seconds for a whole request, retries included\n"
-  "                      (default 60)\n"
-  "  --connect-timeout S seconds to connect (default 5)\n";
+const char s3opts_help[]
+    = "S3 options:\n"
+      "  --endpoint URL      S3 endpoint (default: AWS_ENDPOINT_URL, profile, "
+      "AWS)\n"
+      "  --region R          region (default: AWS_REGION, profile, us-east-1)\n"
+      "  --profile P         credentials/config profile\n"
+      "  --path-style        path-style addressing (default: auto)\n"
+      "  --virtual-hosted    virtual-hosted addressing\n"
+      "  --ca-file F         CA bundle for TLS\n"
+      "  --no-verify-tls     do not verify certificates (testing only)\n"
+      "  --anonymous         unsigned requests (public buckets)\n"
+      "  --connections N     transfers in flight (default 64)\n"
+      "  --retries N         attempts per request (default 8)\n"
+      "  --timeout S         seconds for a whole request, retries included\n"
+      "                      (default 60)\n"
+      "  --connect-timeout S seconds to connect (default 5)\n";
 
 unsigned
 opt_count (const char *prog, const char *opt, const char *s, unsigned min,
@@ -57,13 +68,14 @@ opt_count (const char *prog, const char *opt, const char *s, unsigned min,
       fprintf (stderr, "%s: %s: %s\n", prog, opt, err.msg);
       exit (2);
     }
-  return (unsigned) v;
+  return (unsigned)v;
 }
 
 /* The command's spelling of each option, as s3_config_set names it: a
  * flag stands for the value it sets.
  */
-static const struct {
+static const struct
+{
   int opt;
   const char *name, *flag_value;
 } names[] = {
@@ -82,8 +94,7 @@ static const struct {
 };
 
 void
-s3opts_apply (const char *prog, int opt, const char *arg,
-              struct s3_config *cfg)
+s3opts_apply (const char *prog, int opt, const char *arg, struct s3_config *cfg)
 {
   struct s3bd_error err = { 0 };
 

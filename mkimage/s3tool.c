@@ -15,35 +15,43 @@
 #include "s3bd/s3.h"
 #include "s3opts.h"
 
-static const char usage[] =
-  "usage: s3bd-s3 [OPTIONS] COMMAND ARGS\n"
-  "commands:\n"
-  "  ls s3://BUCKET/PREFIX        list objects: size, etag, mtime, key\n"
-  "  get s3://BUCKET/KEY          write the object (or --range) to stdout or -o\n"
-  "  head s3://BUCKET/KEY         print size, etag, mtime\n"
-  "  put s3://BUCKET/KEY FILE     upload FILE in one PUT\n"
-  "  mb s3://BUCKET               create a bucket\n"
-  "  presign s3://BUCKET/KEY      print a presigned GET URL\n"
-  "ls options:\n"
-  "  --parallel N        walk common prefixes with N listings in flight\n"
-  "  --max-keys N        page size\n"
-  "  --count             print only the summary\n"
-  "get options:\n"
-  "  --range OFF:LEN     bytes to read (default: the whole object)\n"
-  "  --if-match ETAG     fail if the object's ETag differs\n"
-  "  --chunk SIZE        bytes per ranged GET (default 8M)\n"
-  "  -o FILE             output file (default stdout)\n"
-  "  --discard           read and drop the bytes (benchmarks): chunks go\n"
-  "                      through a ring of --connections buffers, as in a\n"
-  "                      cache, allocated before the clock starts\n"
-  "presign options:\n"
-  "  --expires SECONDS   default 3600\n"
-  "  -v, --verbose       timings on stderr\n"
-  "\n";
+static const char usage[]
+    = "usage: s3bd-s3 [OPTIONS] COMMAND ARGS\n"
+      "commands:\n"
+      "  ls s3://BUCKET/PREFIX        list objects: size, etag, mtime, key\n"
+      "  get s3://BUCKET/KEY          write the object (or --range) to stdout "
+      "or -o\n"
+      "  head s3://BUCKET/KEY         print size, etag, mtime\n"
+      "  put s3://BUCKET/KEY FILE     upload FILE in one PUT\n"
+      "  mb s3://BUCKET               create a bucket\n"
+      "  presign s3://BUCKET/KEY      print a presigned GET URL\n"
+      "ls options:\n"
+      "  --parallel N        walk common prefixes with N listings in flight\n"
+      "  --max-keys N        page size\n"
+      "  --count             print only the summary\n"
+      "get options:\n"
+      "  --range OFF:LEN     bytes to read (default: the whole object)\n"
+      "  --if-match ETAG     fail if the object's ETag differs\n"
+      "  --chunk SIZE        bytes per ranged GET (default 8M)\n"
+      "  -o FILE             output file (default stdout)\n"
+      "  --discard           read and drop the bytes (benchmarks): chunks go\n"
+      "                      through a ring of --connections buffers, as in a\n"
+      "                      cache, allocated before the clock starts\n"
+      "presign options:\n"
+      "  --expires SECONDS   default 3600\n"
+      "  -v, --verbose       timings on stderr\n"
+      "\n";
 
-enum {
-  OPT_PARALLEL = 256, OPT_MAXKEYS, OPT_COUNT, OPT_RANGE, OPT_IFMATCH,
-  OPT_CHUNK, OPT_DISCARD, OPT_EXPIRES,
+enum
+{
+  OPT_PARALLEL = 256,
+  OPT_MAXKEYS,
+  OPT_COUNT,
+  OPT_RANGE,
+  OPT_IFMATCH,
+  OPT_CHUNK,
+  OPT_DISCARD,
+  OPT_EXPIRES,
 };
 
 static const struct option own_opts[] = {
@@ -60,7 +68,8 @@ static const struct option own_opts[] = {
   { NULL, 0, NULL, 0 },
 };
 
-static struct {
+static struct
+{
   unsigned parallel, max_keys, expires;
   bool count, discard, verbose, have_range;
   uint64_t off, len;
@@ -82,7 +91,7 @@ write_all (int fd, const char *p, size_t n)
           return -1;
         }
       p += w;
-      n -= (size_t) w;
+      n -= (size_t)w;
     }
   return 0;
 }
@@ -93,9 +102,11 @@ progress (void *arg, uint64_t objects, uint64_t requests)
   double *start = arg;
 
   if (o.verbose && isatty (2))
-    fprintf (stderr, "\rlisted %" PRIu64 " objects, %" PRIu64
-             " requests, %.0f objects/s", objects, requests,
-             (double) objects / (s3_now_ms () / 1000.0 - *start + 1e-9));
+    fprintf (stderr,
+             "\rlisted %" PRIu64 " objects, %" PRIu64
+             " requests, %.0f objects/s",
+             objects, requests,
+             (double)objects / (s3_now_ms () / 1000.0 - *start + 1e-9));
 }
 
 static int
@@ -104,8 +115,10 @@ cmd_ls (struct s3_client *c, const char *bucket, const char *prefix)
   struct s3_listing l = { 0 };
   struct s3bd_error err = { 0 };
   double start = s3_now_ms () / 1000.0, t;
-  struct s3_list_opts lo = { .parallel = o.parallel, .max_keys = o.max_keys,
-                             .progress = progress, .progress_arg = &start };
+  struct s3_list_opts lo = { .parallel = o.parallel,
+                             .max_keys = o.max_keys,
+                             .progress = progress,
+                             .progress_arg = &start };
   uint64_t bytes = 0;
 
   if (s3_list (c, bucket, prefix, &lo, &l, &err) == -1)
@@ -128,7 +141,7 @@ cmd_ls (struct s3_client *c, const char *bucket, const char *prefix)
   if (o.count || o.verbose)
     fprintf (o.count ? stdout : stderr,
              "%zu objects, %" PRIu64 " bytes, %.3f s, %.0f keys/s\n", l.n,
-             bytes, t, (double) l.n / (t > 0 ? t : 1e-9));
+             bytes, t, (double)l.n / (t > 0 ? t : 1e-9));
   s3_listing_free (&l);
   return 0;
 }
@@ -137,7 +150,8 @@ cmd_ls (struct s3_client *c, const char *bucket, const char *prefix)
  * of a fixed ring that is reused as soon as its GET completes, the way the
  * plugin's cache reuses its slots.  Measures the engine, not malloc.
  */
-struct ring_slot {
+struct ring_slot
+{
   struct s3_request req;
   void *buf;
   int *failed;
@@ -178,7 +192,7 @@ get_discard (struct s3_client *c, const char *bucket, const char *key,
       return 1;
     }
   if (chunk > len)
-    chunk = (size_t) len;
+    chunk = (size_t)len;
   for (unsigned i = 0; i < slots; i++)
     {
       if ((ring[i].buf = malloc (chunk)) == NULL)
@@ -204,8 +218,8 @@ get_discard (struct s3_client *c, const char *bucket, const char *key,
           uint64_t l = len - pos < chunk ? len - pos : chunk;
 
           free_list = s->next;
-          s3_request_get_range (&s->req, bucket, key, off + pos, l,
-                                o.if_match, s->buf);
+          s3_request_get_range (&s->req, bucket, key, off + pos, l, o.if_match,
+                                s->buf);
           s->req.done = ring_done;
           s->req.arg = s;
           s3_engine_submit (e, &s->req);
@@ -222,7 +236,7 @@ get_discard (struct s3_client *c, const char *bucket, const char *key,
   t = s3_now_ms () / 1000.0 - start;
   if (!failed && o.verbose)
     fprintf (stderr, "%" PRIu64 " bytes in %.3f s: %.1f MB/s\n", len, t,
-             (double) len / 1e6 / (t > 0 ? t : 1e-9));
+             (double)len / 1e6 / (t > 0 ? t : 1e-9));
   for (unsigned i = 0; i < slots; i++)
     free (ring[i].buf);
   free (ring);
@@ -257,7 +271,7 @@ cmd_get (struct s3_client *c, const char *bucket, const char *key,
     }
   if (o.discard)
     return len ? get_discard (c, bucket, key, off, len, connections) : 0;
-  if (len > SIZE_MAX || (buf = malloc (len ? (size_t) len : 1)) == NULL)
+  if (len > SIZE_MAX || (buf = malloc (len ? (size_t)len : 1)) == NULL)
     {
       fprintf (stderr, "s3bd-s3: cannot allocate %" PRIu64 " bytes\n", len);
       return 1;
@@ -271,15 +285,14 @@ cmd_get (struct s3_client *c, const char *bucket, const char *key,
   t = s3_now_ms () / 1000.0 - start;
   if (o.verbose)
     fprintf (stderr, "%" PRIu64 " bytes in %.3f s: %.1f MB/s\n", len, t,
-             (double) len / 1e6 / (t > 0 ? t : 1e-9));
+             (double)len / 1e6 / (t > 0 ? t : 1e-9));
   if (o.output
       && (fd = open (o.output, O_WRONLY | O_CREAT | O_TRUNC, 0644)) < 0)
     {
       fprintf (stderr, "s3bd-s3: %s: %s\n", o.output, strerror (errno));
       goto out;
     }
-  if (write_all (fd, buf, (size_t) len) == -1
-      || (fd != 1 && close (fd) == -1))
+  if (write_all (fd, buf, (size_t)len) == -1 || (fd != 1 && close (fd) == -1))
     {
       fprintf (stderr, "s3bd-s3: %s: %s\n", o.output ? o.output : "stdout",
                strerror (errno));
@@ -310,14 +323,14 @@ cmd_put (struct s3_client *c, const char *bucket, const char *key,
         close (fd);
       return 1;
     }
-  if ((buf = malloc (st.st_size ? (size_t) st.st_size : 1)) == NULL)
+  if ((buf = malloc (st.st_size ? (size_t)st.st_size : 1)) == NULL)
     {
       fprintf (stderr, "s3bd-s3: %s: out of memory\n", file);
       goto out;
     }
-  while (got < (size_t) st.st_size)
+  while (got < (size_t)st.st_size)
     {
-      ssize_t r = read (fd, buf + got, (size_t) st.st_size - got);
+      ssize_t r = read (fd, buf + got, (size_t)st.st_size - got);
 
       if (r <= 0)
         {
@@ -325,7 +338,7 @@ cmd_put (struct s3_client *c, const char *bucket, const char *key,
                    r < 0 ? strerror (errno) : "file shrank while reading");
           goto out;
         }
-      got += (size_t) r;
+      got += (size_t)r;
     }
   if (s3_put (c, bucket, key, buf, got, etag, &err) == -1)
     {
@@ -356,58 +369,64 @@ main (int argc, char **argv)
   s3opts_merge (own_opts, long_opts, 64);
   while ((opt = getopt_long (argc, argv, "o:vh", long_opts, NULL)) != -1)
     {
-    if (opt >= S3OPTS_FIRST && opt <= S3OPTS_LAST)
-      {
-        s3opts_apply ("s3bd-s3", opt, optarg, &cfg);
-        continue;
-      }
-    switch (opt)
-      {
-      case OPT_PARALLEL: o.parallel = opt_count ("s3bd-s3", "--parallel", optarg, 0,
-                                       1000000000);
-        break;
-      case OPT_MAXKEYS: o.max_keys = opt_count ("s3bd-s3", "--max-keys", optarg, 0,
-                                       1000000000);
-        break;
-      case OPT_COUNT: o.count = true; break;
-      case OPT_RANGE:
+      if (opt >= S3OPTS_FIRST && opt <= S3OPTS_LAST)
         {
-          char *colon = strchr (optarg, ':');
-
-          if (colon == NULL)
-            goto bad_range;
-          *colon = '\0';
-          if (parse_size (optarg, &o.off) == -1
-              || parse_size (colon + 1, &o.len) == -1 || o.len == 0)
-            goto bad_range;
-          o.have_range = true;
-          break;
-        bad_range:
-          fprintf (stderr, "s3bd-s3: --range wants OFFSET:LENGTH with "
-                   "LENGTH > 0\n");
-          return 2;
+          s3opts_apply ("s3bd-s3", opt, optarg, &cfg);
+          continue;
         }
-      case OPT_IFMATCH: o.if_match = optarg; break;
-      case OPT_CHUNK:
+      switch (opt)
         {
-          uint64_t v;
-
-          if (parse_size (optarg, &v) == -1 || v == 0 || v > (1u << 30))
-            {
-              fprintf (stderr, "s3bd-s3: --chunk: 1 to 1G\n");
-              return 2;
-            }
-          o.chunk = (size_t) v;
+        case OPT_PARALLEL:
+          o.parallel
+              = opt_count ("s3bd-s3", "--parallel", optarg, 0, 1000000000);
           break;
+        case OPT_MAXKEYS:
+          o.max_keys
+              = opt_count ("s3bd-s3", "--max-keys", optarg, 0, 1000000000);
+          break;
+        case OPT_COUNT: o.count = true; break;
+        case OPT_RANGE:
+          {
+            char *colon = strchr (optarg, ':');
+
+            if (colon == NULL)
+              goto bad_range;
+            *colon = '\0';
+            if (parse_size (optarg, &o.off) == -1
+                || parse_size (colon + 1, &o.len) == -1 || o.len == 0)
+              goto bad_range;
+            o.have_range = true;
+            break;
+          bad_range:
+            fprintf (stderr, "s3bd-s3: --range wants OFFSET:LENGTH with "
+                             "LENGTH > 0\n");
+            return 2;
+          }
+        case OPT_IFMATCH: o.if_match = optarg; break;
+        case OPT_CHUNK:
+          {
+            uint64_t v;
+
+            if (parse_size (optarg, &v) == -1 || v == 0 || v > (1u << 30))
+              {
+                fprintf (stderr, "s3bd-s3: --chunk: 1 to 1G\n");
+                return 2;
+              }
+            o.chunk = (size_t)v;
+            break;
+          }
+        case OPT_DISCARD: o.discard = true; break;
+        case OPT_EXPIRES:
+          o.expires = opt_count ("s3bd-s3", "--expires", optarg, 0, 1000000000);
+          break;
+        case 'o': o.output = optarg; break;
+        case 'v': o.verbose = true; break;
+        case 'h':
+          fputs (usage, stdout);
+          fputs (s3opts_help, stdout);
+          return 0;
+        default: fputs (usage, stderr); return 2;
         }
-      case OPT_DISCARD: o.discard = true; break;
-      case OPT_EXPIRES: o.expires = opt_count ("s3bd-s3", "--expires", optarg, 0,
-                                      1000000000); break;
-      case 'o': o.output = optarg; break;
-      case 'v': o.verbose = true; break;
-      case 'h': fputs (usage, stdout); fputs (s3opts_help, stdout); return 0;
-      default: fputs (usage, stderr); return 2;
-      }
     }
   if (optind + 2 > argc)
     {

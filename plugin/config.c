@@ -45,13 +45,13 @@ size_key (const char *key, const char *value, uint64_t min, uint64_t max,
 
   if (v == -1)
     return -1;
-  if ((uint64_t) v < min || (uint64_t) v > max)
+  if ((uint64_t)v < min || (uint64_t)v > max)
     {
       nbdkit_error ("%s=%s: must be between %" PRIu64 " and %" PRIu64, key,
                     value, min, max);
       return -1;
     }
-  *out = (uint64_t) v;
+  *out = (uint64_t)v;
   return 0;
 }
 
@@ -134,7 +134,7 @@ s3bd_config (const char *key, const char *value)
           nbdkit_error ("%s=%s: %s", key, value, err.msg);
           return -1;
         }
-      params.max_requests = (unsigned) v;
+      params.max_requests = (unsigned)v;
       return 0;
     }
   nbdkit_error ("unknown parameter '%s' (see nbdkit-s3bd-plugin(1))", key);
@@ -183,21 +183,23 @@ s3bd_config_complete (void)
     }
   if (sc->chunk_size > sc->max_fetch)
     {
-      nbdkit_error ("chunk-size (%" PRIu64 ") must not exceed max-fetch (%"
-                    PRIu64 ")", sc->chunk_size, sc->max_fetch);
+      nbdkit_error ("chunk-size (%" PRIu64
+                    ") must not exceed max-fetch (%" PRIu64 ")",
+                    sc->chunk_size, sc->max_fetch);
       return -1;
     }
   /* Room for a chunk for every GET in flight, and for 8 chunks at least:
    * below that, readers evict each other's chunks before copying them.
    */
-  min_cache = sc->chunk_size * (params.max_requests > 8 ? params.max_requests
-                                                        : 8);
+  min_cache
+      = sc->chunk_size * (params.max_requests > 8 ? params.max_requests : 8);
   if (sc->cache_size < min_cache)
     {
       nbdkit_error ("cache-size (%" PRIu64 ") is too small: it must hold "
-                    "max(8, max-requests = %u) chunks of chunk-size %"
-                    PRIu64 ", %" PRIu64 " bytes", sc->cache_size,
-                    params.max_requests, sc->chunk_size, min_cache);
+                    "max(8, max-requests = %u) chunks of chunk-size %" PRIu64
+                    ", %" PRIu64 " bytes",
+                    sc->cache_size, params.max_requests, sc->chunk_size,
+                    min_cache);
       return -1;
     }
   if (sc->readahead_budget > sc->cache_size / 2)
@@ -208,30 +210,31 @@ s3bd_config_complete (void)
   return 0;
 }
 
-const char s3bd_config_help_text[] =
-  "index=PATH|s3://B/K  the index made by s3bd-mkimage, or:\n"
-  "source=s3://B/P/     build the index of this prefix at start-up\n"
-  "  uid=N, gid=N       source=: owner of every file (default 0)\n"
-  "  file-mode=MODE     source=: default 0444\n"
-  "  dir-mode=MODE      source=: default 0555\n"
-  "  label=NAME         source=: file system label (default none)\n"
-  "  shard=I/N          source=: keep objects I, I+N... (default all)\n"
-  "export-name=NAME     serve this export name only (default: any name)\n"
-  "endpoint=URL         S3 endpoint (default: environment, profile, AWS)\n"
-  "region=R             region (default: environment, profile, us-east-1)\n"
-  "profile=P            credentials/config profile\n"
-  "path-style=BOOL      path-style addressing (default: auto)\n"
-  "ca-file=FILE         CA bundle for TLS\n"
-  "tls-verify=BOOL      verify certificates (default true)\n"
-  "anonymous=BOOL       unsigned requests (default false)\n"
-  "connections=N        connection pool (default: max-requests)\n"
-  "retries=N            attempts per GET (default 8)\n"
-  "timeout=SECONDS      deadline of a GET, retries included (default 60)\n"
-  "connect-timeout=SECONDS  of one connection (default 5)\n"
-  "cache-size=SIZE      memory for cached chunks (default 1G)\n"
-  "chunk-size=SIZE      cache granule, power of two (default 256K)\n"
-  "max-fetch=SIZE       largest single GET (default 32M)\n"
-  "readahead-max=SIZE   largest readahead window per stream (default 64M)\n"
-  "readahead-budget=SIZE readahead bytes in flight or unread (default 512M)\n"
-  "max-requests=N       GETs in flight (default 64)\n"
-  "stats-file=PATH      rewrite statistics to PATH every second";
+const char s3bd_config_help_text[]
+    = "index=PATH|s3://B/K  the index made by s3bd-mkimage, or:\n"
+      "source=s3://B/P/     build the index of this prefix at start-up\n"
+      "  uid=N, gid=N       source=: owner of every file (default 0)\n"
+      "  file-mode=MODE     source=: default 0444\n"
+      "  dir-mode=MODE      source=: default 0555\n"
+      "  label=NAME         source=: file system label (default none)\n"
+      "  shard=I/N          source=: keep objects I, I+N... (default all)\n"
+      "export-name=NAME     serve this export name only (default: any name)\n"
+      "endpoint=URL         S3 endpoint (default: environment, profile, AWS)\n"
+      "region=R             region (default: environment, profile, us-east-1)\n"
+      "profile=P            credentials/config profile\n"
+      "path-style=BOOL      path-style addressing (default: auto)\n"
+      "ca-file=FILE         CA bundle for TLS\n"
+      "tls-verify=BOOL      verify certificates (default true)\n"
+      "anonymous=BOOL       unsigned requests (default false)\n"
+      "connections=N        connection pool (default: max-requests)\n"
+      "retries=N            attempts per GET (default 8)\n"
+      "timeout=SECONDS      deadline of a GET, retries included (default 60)\n"
+      "connect-timeout=SECONDS  of one connection (default 5)\n"
+      "cache-size=SIZE      memory for cached chunks (default 1G)\n"
+      "chunk-size=SIZE      cache granule, power of two (default 256K)\n"
+      "max-fetch=SIZE       largest single GET (default 32M)\n"
+      "readahead-max=SIZE   largest readahead window per stream (default 64M)\n"
+      "readahead-budget=SIZE readahead bytes in flight or unread (default "
+      "512M)\n"
+      "max-requests=N       GETs in flight (default 64)\n"
+      "stats-file=PATH      rewrite statistics to PATH every second";

@@ -101,18 +101,19 @@ build_source (struct s3bd_error *err)
     nbdkit_debug ("s3bd: left out s3://%s/%s: %s",
                   res.ds.buckets[res.ds.left[i].bucket], res.ds.left[i].key,
                   ds_reason_text (res.ds.left[i].reason));
-  dataset_free (&res.ds);       /* before decoding: a lower peak */
+  dataset_free (&res.ds); /* before decoding: a lower peak */
   r = index_decode (res.index, res.index_len, &s3bd.idx, err);
   if (r == 0)
     /* At start-up, whatever the verbosity, like the stats at exit: the
      * operator wants to see what is being served.
      */
-    fprintf (stderr, "nbdkit: s3bd: source %s: %zu objects, %" PRIu64
-             " bytes, %zu left out, %" PRIu64 " directories; device %"
-             PRIu64 " MiB, index %zu bytes; built in %.2f s\n",
+    fprintf (stderr,
+             "nbdkit: s3bd: source %s: %zu objects, %" PRIu64
+             " bytes, %zu left out, %" PRIu64 " directories; device %" PRIu64
+             " MiB, index %zu bytes; built in %.2f s\n",
              params.source, nfiles, res.bytes, nleft, res.dirs,
-             s3bd.idx.device_blocks * s3bd.idx.block_size >> 20,
-             res.index_len, s3_now_ms () / 1000.0 - start);
+             s3bd.idx.device_blocks * s3bd.idx.block_size >> 20, res.index_len,
+             s3_now_ms () / 1000.0 - start);
   else
     s3bd_error_prefix (err, "source %s: the index built", params.source);
   build_result_free (&res);
@@ -131,7 +132,9 @@ load_index (struct s3bd_error *err)
   if (strncmp (params.index, "s3://", 5) != 0)
     return index_read_file (params.index, &s3bd.idx, err);
   r = s3_read_object (s3bd.client, params.index, &buf, &len, err) == 0
-      && index_decode (buf, len, &s3bd.idx, err) == 0 ? 0 : -1;
+              && index_decode (buf, len, &s3bd.idx, err) == 0
+          ? 0
+          : -1;
   if (r == -1)
     s3bd_error_prefix (err, "index %s", params.index);
   free (buf);
@@ -163,9 +166,8 @@ s3bd_get_ready (void)
   nbdkit_debug ("s3bd: %s %s: %" PRIu64 " objects, device %" PRIu64
                 " bytes; endpoint %s, credentials from %s",
                 params.source ? "source" : "index",
-                params.source ? params.source : params.index,
-                s3bd.idx.nobjects, serve_size (s3bd.serve),
-                s3_client_endpoint (s3bd.client),
+                params.source ? params.source : params.index, s3bd.idx.nobjects,
+                serve_size (s3bd.serve), s3_client_endpoint (s3bd.client),
                 creds_source (s3_client_creds (s3bd.client)));
   return 0;
 
@@ -210,7 +212,7 @@ static int
 s3bd_list_exports (int readonly, int is_tls, struct nbdkit_exports *exports)
 {
   if (params.export_name == NULL)
-    return nbdkit_use_default_export (exports);   /* "", as before */
+    return nbdkit_use_default_export (exports); /* "", as before */
   return nbdkit_add_export (exports, params.export_name,
                             params.source ? params.source : params.index);
 }
@@ -244,11 +246,13 @@ s3bd_open (int readonly)
            * replaced: they must not forge a line of the log.
            */
           for (i = 0; name[i] && i < sizeof shown - 1; i++)
-            shown[i] = (unsigned char) name[i] < 0x20 || name[i] == 0x7f
-                       ? '?' : name[i];
+            shown[i] = (unsigned char)name[i] < 0x20 || name[i] == 0x7f
+                           ? '?'
+                           : name[i];
           shown[i] = '\0';
           nbdkit_error ("export '%s%s' not found: this server serves '%s' "
-                        "only", shown, name[i] ? "..." : "", params.export_name);
+                        "only",
+                        shown, name[i] ? "..." : "", params.export_name);
           return NULL;
         }
     }
@@ -259,7 +263,7 @@ s3bd_open (int readonly)
 static int64_t
 s3bd_get_size (void *handle)
 {
-  return (int64_t) serve_size (s3bd.serve);
+  return (int64_t)serve_size (s3bd.serve);
 }
 
 static int
@@ -311,8 +315,8 @@ s3bd_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
        * read only reports it to the client.
        */
       if (s3bd_debug_verbose)
-        nbdkit_debug ("s3bd: read %" PRIu64 "+%" PRIu32 ": %s", offset,
-                      count, err.msg);
+        nbdkit_debug ("s3bd: read %" PRIu64 "+%" PRIu32 ": %s", offset, count,
+                      err.msg);
       nbdkit_set_error (EIO);
       return -1;
     }
@@ -330,8 +334,7 @@ static int
 add_extent (void *arg, uint64_t offset, uint64_t len, bool hole)
 {
   return nbdkit_add_extent (arg, offset, len,
-                            hole ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO
-                                 : 0);
+                            hole ? NBDKIT_EXTENT_HOLE | NBDKIT_EXTENT_ZERO : 0);
 }
 
 static int

@@ -14,14 +14,15 @@
 /* config.c: the parameters, set by .config, checked by .config_complete,
  * read-only afterwards.
  */
-struct s3bd_params {
-  const char *index;            /* index= */
-  const char *source;           /* source= */
-  const char *export_name;      /* NULL: serve any name */
-  struct build_opts build;      /* source= only: how the image is built */
+struct s3bd_params
+{
+  const char *index;       /* index= */
+  const char *source;      /* source= */
+  const char *export_name; /* NULL: serve any name */
+  struct build_opts build; /* source= only: how the image is built */
   struct s3_config s3;
   struct serve_config serve;
-  unsigned max_requests;        /* GETs in flight */
+  unsigned max_requests; /* GETs in flight */
   const char *stats_file;
 };
 extern struct s3bd_params params;
@@ -32,7 +33,8 @@ int s3bd_config_complete (void);
 extern const char s3bd_config_help_text[];
 
 /* Set up in .get_ready, read-only afterwards. */
-struct s3bd_state {
+struct s3bd_state
+{
   struct s3bd_index idx;
   struct s3_client *client;
   struct fetcher *fetcher;

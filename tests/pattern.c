@@ -8,7 +8,7 @@ pattern_seed (const char *key)
 {
   uint64_t h = 0xcbf29ce484222325ULL;
 
-  for (const unsigned char *p = (const unsigned char *) key; *p; p++)
+  for (const unsigned char *p = (const unsigned char *)key; *p; p++)
     {
       h ^= *p;
       h *= 0x100000001b3ULL;
@@ -29,7 +29,7 @@ word (uint64_t seed, uint64_t i)
 static unsigned char
 byte_at (uint64_t seed, uint64_t off)
 {
-  return (unsigned char) (word (seed, off / 8) >> (8 * (off % 8)));
+  return (unsigned char)(word (seed, off / 8) >> (8 * (off % 8)));
 }
 
 void
@@ -48,7 +48,7 @@ pattern_fill (uint64_t seed, uint64_t off, void *buf, size_t len)
       uint64_t w = word (seed, off / 8);
 
       for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char) (w >> (8 * i));
+        p[i] = (unsigned char)(w >> (8 * i));
       p += 8;
       off += 8;
       len -= 8;

@@ -30,7 +30,7 @@
 #include "s3bd/s3.h"
 
 #define MAX_INFLIGHT 16
-#define MAX_BYTES ((uint64_t) 2 << 30)
+#define MAX_BYTES ((uint64_t)2 << 30)
 
 static int
 cmd_gen (const char *key, const char *size_s)
@@ -47,7 +47,7 @@ cmd_gen (const char *key, const char *size_s)
     }
   while (off < size)
     {
-      size_t n = size - off < sizeof buf ? (size_t) (size - off) : sizeof buf;
+      size_t n = size - off < sizeof buf ? (size_t)(size - off) : sizeof buf;
 
       pattern_fill (seed, off, buf, n);
       if (fwrite (buf, 1, n, stdout) != n)
@@ -85,8 +85,10 @@ cmd_check (const char *key, const char *off_s, const char *file)
       bad = pattern_check (seed, off + total, buf, n);
       if (bad != UINT64_MAX)
         {
-          fprintf (stderr, "s3bd-testdata: %s: wrong byte at object offset "
-                   "%" PRIu64 "\n", key, bad);
+          fprintf (stderr,
+                   "s3bd-testdata: %s: wrong byte at object offset "
+                   "%" PRIu64 "\n",
+                   key, bad);
           return 1;
         }
       total += n;
@@ -102,7 +104,8 @@ cmd_check (const char *key, const char *off_s, const char *file)
   return 0;
 }
 
-struct upload {
+struct upload
+{
   struct s3_request req;
   char *key;
   void *body;
@@ -133,8 +136,7 @@ upload_done (struct s3_request *r, void *arg)
 static int
 cmd_upload (const char *endpoint, const char *uri, const char *spec)
 {
-  struct s3_config cfg = { .endpoint = endpoint,
-                           .addressing = S3_ADDR_PATH };
+  struct s3_config cfg = { .endpoint = endpoint, .addressing = S3_ADDR_PATH };
   struct s3bd_error err = { 0 };
   struct s3_client *c = NULL;
   struct s3_engine *e;
@@ -192,24 +194,29 @@ cmd_upload (const char *endpoint, const char *uri, const char *spec)
       snprintf (u->key, klen, "%s%s", prefix, sp + 1);
       u->size = strtoull (line, NULL, 10);
       /* Wait for room: a bounded number of bodies in memory. */
-      while (inflight && (inflight >= MAX_INFLIGHT
-                          || inflight_bytes + u->size > MAX_BYTES))
+      while (
+          inflight
+          && (inflight >= MAX_INFLIGHT || inflight_bytes + u->size > MAX_BYTES))
         s3_engine_run (e, 100);
       if (u->size > SIZE_MAX
-          || (u->body = malloc (u->size ? (size_t) u->size : 1)) == NULL)
+          || (u->body = malloc (u->size ? (size_t)u->size : 1)) == NULL)
         {
-          fprintf (stderr, "s3bd-testdata: cannot allocate %" PRIu64
-                   " bytes\n", u->size);
+          fprintf (stderr, "s3bd-testdata: cannot allocate %" PRIu64 " bytes\n",
+                   u->size);
           free (u->key);
           free (u);
           failed = 1;
           break;
         }
-      pattern_fill (pattern_seed (u->key), 0, u->body, (size_t) u->size);
-      u->req = (struct s3_request) {
-        .method = S3_PUT, .bucket = bucket, .key = u->key,
-        .put_body = u->body, .put_len = (size_t) u->size,
-        .done = upload_done, .arg = u,
+      pattern_fill (pattern_seed (u->key), 0, u->body, (size_t)u->size);
+      u->req = (struct s3_request){
+        .method = S3_PUT,
+        .bucket = bucket,
+        .key = u->key,
+        .put_body = u->body,
+        .put_len = (size_t)u->size,
+        .done = upload_done,
+        .arg = u,
       };
       u->failed = &failed;
       u->inflight = &inflight;
@@ -223,9 +230,9 @@ cmd_upload (const char *endpoint, const char *uri, const char *spec)
   while (inflight)
     s3_engine_run (e, 1000);
   if (!failed)
-    fprintf (stderr, "uploaded %" PRIu64 " objects, %" PRIu64
-             " bytes in %.2f s\n", objects, bytes,
-             (double) (s3_now_ms () - t0) / 1000.0);
+    fprintf (stderr,
+             "uploaded %" PRIu64 " objects, %" PRIu64 " bytes in %.2f s\n",
+             objects, bytes, (double)(s3_now_ms () - t0) / 1000.0);
 
 out:
   fclose (f);
@@ -237,7 +244,8 @@ out:
 }
 
 /* One line of s3bd-mkimage --dump: tab-separated fields. */
-struct dump_line {
+struct dump_line
+{
   char *path, *key;
   uint64_t size, first_block;
 };
@@ -302,7 +310,7 @@ cmd_fill_or_verify (const char *target, bool fill)
 
           snprintf (path, sizeof path, "%s/%s", target, d.path);
           if ((fd = open (path, O_RDONLY)) < 0 || fstat (fd, &st) == -1
-              || (uint64_t) st.st_size != d.size)
+              || (uint64_t)st.st_size != d.size)
             {
               fprintf (stderr, "s3bd-testdata: %s: %s\n", path,
                        fd < 0 ? strerror (errno) : "wrong size");
@@ -314,19 +322,17 @@ cmd_fill_or_verify (const char *target, bool fill)
         }
       while (off < d.size)
         {
-          size_t n = d.size - off < sizeof buf ? (size_t) (d.size - off)
-                                               : sizeof buf;
+          size_t n
+              = d.size - off < sizeof buf ? (size_t)(d.size - off) : sizeof buf;
 
           pattern_fill (seed, off, buf, n);
-          if (fill
-              ? pwrite (img, buf, n, (off_t) (d.first_block * 4096 + off))
-                  != (ssize_t) n
-              : pread (fd, got, n, (off_t) off) != (ssize_t) n
-                  || memcmp (buf, got, n) != 0)
+          if (fill ? pwrite (img, buf, n, (off_t)(d.first_block * 4096 + off))
+                         != (ssize_t)n
+                   : pread (fd, got, n, (off_t)off) != (ssize_t)n
+                         || memcmp (buf, got, n) != 0)
             {
-              fprintf (stderr, "s3bd-testdata: %s: %s at offset %" PRIu64
-                       "\n", d.path, fill ? "write failed" : "wrong bytes",
-                       off);
+              fprintf (stderr, "s3bd-testdata: %s: %s at offset %" PRIu64 "\n",
+                       d.path, fill ? "write failed" : "wrong bytes", off);
               ret = 1;
               break;
             }

@@ -24,25 +24,26 @@
 #include "s3bd/error.h"
 #include "s3bd/s3.h"
 
-struct build_opts {
+struct build_opts
+{
   /* The source: exactly one of these three. */
-  const char *prefix_uri;        /* "s3://bucket/prefix" */
-  const char *manifest;          /* SageMaker manifest: a path or s3:// */
-  const char *augmented;         /* augmented manifest: a path or s3:// */
-  const char *attrs;             /* augmented: "a-ref,b-ref" (at most 64);
-                                    NULL: every attribute ending in -ref */
-  const char *listing;           /* with prefix_uri: read this saved
-                                    listing ("SIZE\tETAG\tMTIME\tKEY"
-                                    lines) instead of listing S3 */
-  unsigned shard_index;          /* keep objects i, i+n, ...: 0 <= i < n */
-  unsigned shard_count;          /* 0 or 1: every object */
-  uint32_t uid, gid;             /* default 0, 0 */
-  uint16_t file_mode;            /* default 0444 */
-  uint16_t dir_mode;             /* default 0555 */
-  const char *label;             /* NULL or at most 16 bytes */
-  int64_t time;                  /* the image's own time; -1 (default):
-                                    the newest object's Last-Modified */
-  unsigned parallel;             /* listings in flight, default 16 */
+  const char *prefix_uri; /* "s3://bucket/prefix" */
+  const char *manifest;   /* SageMaker manifest: a path or s3:// */
+  const char *augmented;  /* augmented manifest: a path or s3:// */
+  const char *attrs;      /* augmented: "a-ref,b-ref" (at most 64);
+                             NULL: every attribute ending in -ref */
+  const char *listing;    /* with prefix_uri: read this saved
+                             listing ("SIZE\tETAG\tMTIME\tKEY"
+                             lines) instead of listing S3 */
+  unsigned shard_index;   /* keep objects i, i+n, ...: 0 <= i < n */
+  unsigned shard_count;   /* 0 or 1: every object */
+  uint32_t uid, gid;      /* default 0, 0 */
+  uint16_t file_mode;     /* default 0444 */
+  uint16_t dir_mode;      /* default 0555 */
+  const char *label;      /* NULL or at most 16 bytes */
+  int64_t time;           /* the image's own time; -1 (default):
+                             the newest object's Last-Modified */
+  unsigned parallel;      /* listings in flight, default 16 */
   /* Progress, optional, called in the calling thread: each phase as it
    * starts ("listing", "building the ext4 image", ...), and the objects
    * listed so far.
@@ -63,21 +64,22 @@ void build_opts_init (struct build_opts *o);
  * was expected: the caller names the option and value); or 1, changing
  * nothing, when name is none of these.
  */
-int build_opts_set (struct build_opts *o, const char *name,
-                    const char *value, struct s3bd_error *err);
+int build_opts_set (struct build_opts *o, const char *name, const char *value,
+                    struct s3bd_error *err);
 
 /* SOURCE_DATE_EPOCH when it is set to a non-negative integer, else -1:
  * what both commands put in build_opts.time.
  */
 int64_t build_source_date_epoch (void);
 
-struct build_result {
-  void *index;                   /* the encoded index, malloc'd */
+struct build_result
+{
+  void *index; /* the encoded index, malloc'd */
   size_t index_len;
-  struct dataset ds;             /* the files and the keys left out */
-  uint64_t bytes;                /* the files' total size */
-  uint64_t device_blocks;        /* of EXT4_BLOCK_SIZE bytes */
-  uint64_t dirs;                 /* directories in the image, root too */
+  struct dataset ds;      /* the files and the keys left out */
+  uint64_t bytes;         /* the files' total size */
+  uint64_t device_blocks; /* of EXT4_BLOCK_SIZE bytes */
+  uint64_t dirs;          /* directories in the image, root too */
 };
 
 /* Builds the index of o's source.  c may be NULL only for a saved

@@ -29,12 +29,12 @@
 #include "s3bd/fetch.h"
 
 struct cache;
-struct cache_fill;            /* one fetch: a run of chunks of one object */
+struct cache_fill; /* one fetch: a run of chunks of one object */
 
-
-struct cache_config {
-  uint64_t max_bytes;         /* memory bound of chunk buffers */
-  uint64_t chunk_size;        /* a power of two, 4 KiB .. 64 MiB */
+struct cache_config
+{
+  uint64_t max_bytes;  /* memory bound of chunk buffers */
+  uint64_t chunk_size; /* a power of two, 4 KiB .. 64 MiB */
   /* Largest run of chunks fetched with one call of the fetcher, in bytes
    * (at least one chunk; rounded down to whole chunks, at most 1024).
    */
@@ -44,18 +44,19 @@ struct cache_config {
 /* Each cache_read counts once: as a miss if it started a fetch, else as
  * a wait if it waited for someone else's, else as a hit.
  */
-struct cache_stats {
-  uint64_t hits;              /* reads served from filled chunks */
-  uint64_t misses;            /* reads that started a fetch */
-  uint64_t waits;             /* reads that waited for a fetch in flight */
+struct cache_stats
+{
+  uint64_t hits;                   /* reads served from filled chunks */
+  uint64_t misses;                 /* reads that started a fetch */
+  uint64_t waits;                  /* reads that waited for a fetch in flight */
   uint64_t fetches, fetched_bytes; /* the fetcher calls, bytes asked for */
-  uint64_t prefetched_chunks; /* chunks fetched by cache_prefetch */
-  uint64_t prefetch_used;     /* of those, read at least once */
-  uint64_t prefetch_wasted;   /* of those, evicted unread */
+  uint64_t prefetched_chunks;      /* chunks fetched by cache_prefetch */
+  uint64_t prefetch_used;          /* of those, read at least once */
+  uint64_t prefetch_wasted;        /* of those, evicted unread */
   uint64_t evictions;
-  uint64_t errors;            /* failed fetches */
-  uint64_t bytes;             /* chunk buffers now */
-  uint64_t inflight_bytes;    /* of those, being fetched */
+  uint64_t errors;         /* failed fetches */
+  uint64_t bytes;          /* chunk buffers now */
+  uint64_t inflight_bytes; /* of those, being fetched */
 };
 
 /* The fetcher must outlive the cache. */
@@ -74,16 +75,15 @@ void cache_free (struct cache *c);
  * what the reads in progress are fetching, and gives it back when done.
  */
 int cache_read (struct cache *c, uint64_t object, uint64_t object_size,
-                uint64_t off, uint64_t len, void *buf,
-                struct s3bd_error *err);
+                uint64_t off, uint64_t len, void *buf, struct s3bd_error *err);
 
 /* Starts fetching the chunks covering [off, off + len) of the object that
  * are neither cached nor in flight, without waiting, as long as the memory
  * bound allows (never evicting chunks fetched ahead and not read yet in
  * favour of more of the same).  Returns the bytes it started fetching.
  */
-uint64_t cache_prefetch (struct cache *c, uint64_t object,
-                         uint64_t object_size, uint64_t off, uint64_t len);
+uint64_t cache_prefetch (struct cache *c, uint64_t object, uint64_t object_size,
+                         uint64_t off, uint64_t len);
 
 /* The fetcher's report: error NULL on success.  Thread-safe. */
 void cache_fill_done (struct cache *c, struct cache_fill *fill,

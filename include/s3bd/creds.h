@@ -25,21 +25,23 @@
 
 #include "s3bd/error.h"
 
-struct creds_config {
-  const char *access_key;        /* explicit; NULL: use the chain */
+struct creds_config
+{
+  const char *access_key; /* explicit; NULL: use the chain */
   const char *secret_key;
   const char *session_token;
-  const char *profile;           /* NULL: AWS_PROFILE, else "default" */
+  const char *profile; /* NULL: AWS_PROFILE, else "default" */
   bool anonymous;
   /* Seconds to wait for instance metadata per request (default 1). */
   unsigned imds_timeout_s;
 };
 
-struct s3_creds {
+struct s3_creds
+{
   char access_key[128];
   char secret_key[128];
   char session_token[4096];
-  int64_t expiration;            /* seconds since the epoch; 0: never */
+  int64_t expiration; /* seconds since the epoch; 0: never */
   bool anonymous;
 };
 
@@ -96,8 +98,8 @@ char *aws_config_lookup (const char *profile, const char *name,
  */
 typedef int (*ini_fn) (void *arg, const char *section, const char *key,
                        const char *value);
-int ini_parse (const char *text, size_t len, const char *filename,
-               ini_fn fn, void *arg, struct s3bd_error *err);
+int ini_parse (const char *text, size_t len, const char *filename, ini_fn fn,
+               void *arg, struct s3bd_error *err);
 
 /* Parses an ISO 8601 UTC time "2026-11-25T23:36:13Z" or with fractional
  * seconds ("...13.000Z", up to 9 digits) into seconds and nanoseconds since

@@ -33,48 +33,52 @@
 #include "s3bd/error.h"
 #include "s3bd/s3.h"
 
-enum ds_reason {
-  DS_EMPTY_SEGMENT = 1,     /* "a//b", a leading '/' */
-  DS_DOT_SEGMENT,           /* "." or ".." */
-  DS_NAME_TOO_LONG,         /* a segment over 255 bytes */
+enum ds_reason
+{
+  DS_EMPTY_SEGMENT = 1, /* "a//b", a leading '/' */
+  DS_DOT_SEGMENT,       /* "." or ".." */
+  DS_NAME_TOO_LONG,     /* a segment over 255 bytes */
   DS_BAD_UTF8,
-  DS_MARKER_WITH_DATA,      /* "a/" with size > 0 */
-  DS_FILE_DIR_COLLISION,    /* "a" is also a directory ("a/b" exists) */
-  DS_DUPLICATE_PATH,        /* the same path came twice */
-  DS_RESERVED_NAME,         /* "lost+found" at the top */
-  DS_OTHER_SHARD,           /* kept by another --shard (not recorded) */
+  DS_MARKER_WITH_DATA,   /* "a/" with size > 0 */
+  DS_FILE_DIR_COLLISION, /* "a" is also a directory ("a/b" exists) */
+  DS_DUPLICATE_PATH,     /* the same path came twice */
+  DS_RESERVED_NAME,      /* "lost+found" at the top */
+  DS_OTHER_SHARD,        /* kept by another --shard (not recorded) */
 };
 
 /* "empty path segment", ... */
 const char *ds_reason_text (enum ds_reason r);
 
-struct ds_file {
-  const char *path;         /* relative, no leading '/' */
-  const char *key;          /* the S3 key */
+struct ds_file
+{
+  const char *path; /* relative, no leading '/' */
+  const char *key;  /* the S3 key */
   const char *etag;
-  uint32_t bucket;          /* index into dataset.buckets */
+  uint32_t bucket; /* index into dataset.buckets */
   uint64_t size;
   int64_t mtime;
   uint32_t mtime_nsec;
 };
 
-struct ds_leftout {
+struct ds_leftout
+{
   const char *key;
   uint32_t bucket;
   enum ds_reason reason;
 };
 
-struct dataset {
-  char **buckets;           /* at least one */
+struct dataset
+{
+  char **buckets; /* at least one */
   size_t nbuckets;
-  char *prefix;             /* as given, for prefix sources; else "" */
-  struct ds_file *files;    /* sorted by path, byte order */
+  char *prefix;          /* as given, for prefix sources; else "" */
+  struct ds_file *files; /* sorted by path, byte order */
   size_t nfiles;
-  const char **dirs;        /* explicit directories (markers), sorted */
+  const char **dirs; /* explicit directories (markers), sorted */
   size_t ndirs;
-  struct ds_leftout *left;  /* in input order */
+  struct ds_leftout *left; /* in input order */
   size_t nleft;
-  struct s3_arena *arena;   /* owns the strings */
+  struct s3_arena *arena; /* owns the strings */
 };
 
 void dataset_free (struct dataset *ds);
@@ -88,17 +92,19 @@ int dataset_from_listing (struct dataset *ds, const char *bucket,
                           struct s3bd_error *err);
 
 /* One entry of a manifest: an object to find in S3, and the path it gets. */
-struct manifest_entry {
+struct manifest_entry
+{
   char *bucket;
   char *key;
-  char *path;               /* relative path in the image */
+  char *path; /* relative path in the image */
 };
 
-struct manifest {
+struct manifest
+{
   struct manifest_entry *v;
   size_t n;
-  struct s3_arena *arena;   /* owns the strings; entries of one bucket
-                               share its name */
+  struct s3_arena *arena; /* owns the strings; entries of one bucket
+                             share its name */
 };
 
 void manifest_free (struct manifest *m);

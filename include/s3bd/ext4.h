@@ -26,39 +26,43 @@
 
 #define EXT4_BLOCK_SIZE 4096
 
-struct ext4_file {
-  const char *path;          /* relative, valid (see dataset.h), sorted */
+struct ext4_file
+{
+  const char *path; /* relative, valid (see dataset.h), sorted */
   uint64_t size;
   int64_t mtime;
   uint32_t mtime_nsec;
-  uint64_t first_block;      /* out: device block of its data */
+  uint64_t first_block; /* out: device block of its data */
 };
 
-struct ext4_params {
+struct ext4_params
+{
   uint32_t uid, gid;
-  uint16_t file_mode;        /* permission bits, e.g. 0444 */
-  uint16_t dir_mode;         /* e.g. 0555 */
-  int64_t time;              /* directories' times and the superblock's */
+  uint16_t file_mode; /* permission bits, e.g. 0444 */
+  uint16_t dir_mode;  /* e.g. 0555 */
+  int64_t time;       /* directories' times and the superblock's */
   unsigned char uuid[16];
   uint32_t hash_seed[4];
-  char label[16];            /* NUL-padded */
+  char label[16]; /* NUL-padded */
 };
 
 /* One metadata block of the image: device block -> unique content. */
-struct ext4_meta_block {
+struct ext4_meta_block
+{
   uint64_t block;
   uint32_t content;
 };
 
-struct ext4_image {
+struct ext4_image
+{
   uint64_t blocks_count;
-  uint64_t data_start;       /* first block of the data region */
+  uint64_t data_start; /* first block of the data region */
   uint64_t data_blocks;
-  struct ext4_meta_block *meta;   /* sorted by block; zero blocks absent */
+  struct ext4_meta_block *meta; /* sorted by block; zero blocks absent */
   size_t nmeta;
-  unsigned char *content;    /* ncontent blocks, EXT4_BLOCK_SIZE each */
+  unsigned char *content; /* ncontent blocks, EXT4_BLOCK_SIZE each */
   size_t ncontent;
-  uint64_t inodes;           /* used */
+  uint64_t inodes; /* used */
   uint64_t dirs;
 };
 

@@ -21,15 +21,17 @@ struct cache_fill;
 struct fetcher;
 
 /* Counters of a backend, summed over its life. */
-struct fetch_stats {
-  uint64_t requests;  /* attempts sent (GETs, reads) */
+struct fetch_stats
+{
+  uint64_t requests; /* attempts sent (GETs, reads) */
   uint64_t retries;
-  uint64_t failures;  /* fetches that ended in error */
+  uint64_t failures; /* fetches that ended in error */
   uint64_t bytes_in;
 };
 
-struct fetch_ops {
-  const char *name;   /* "s3", "test", ... for messages */
+struct fetch_ops
+{
+  const char *name; /* "s3", "test", ... for messages */
 
   /* Fetch bytes [off, off + len) of object `object` into the buffers iov
    * (iovcnt of them, in order, adding up to len), then call
@@ -57,7 +59,8 @@ struct fetch_ops {
   void (*free) (struct fetcher *f);
 };
 
-struct fetcher {
+struct fetcher
+{
   const struct fetch_ops *ops;
 };
 
@@ -70,7 +73,11 @@ void fetcher_free (struct fetcher *f);
 /* Where a backend's log lines go: the plugin sends them to nbdkit's log,
  * a command to stderr.  msg is one line, with no newline.
  */
-enum s3bd_log_level { S3BD_LOG_ERROR, S3BD_LOG_DEBUG };
+enum s3bd_log_level
+{
+  S3BD_LOG_ERROR,
+  S3BD_LOG_DEBUG
+};
 typedef void s3bd_log_fn (enum s3bd_log_level level, const char *msg);
 
 /* ---- The S3 backend (fetch-s3.c) ---- */
@@ -78,15 +85,16 @@ typedef void s3bd_log_fn (enum s3bd_log_level level, const char *msg);
 struct s3_client;
 struct s3bd_index;
 
-struct fetch_s3_config {
+struct fetch_s3_config
+{
   struct s3_client *client;
   /* Object ids of fetch are indexes into idx->objects: bucket, key and
    * the ETag every GET must match.  Must outlive the fetcher.
    */
   const struct s3bd_index *idx;
-  unsigned max_requests;   /* GETs in flight */
-  s3bd_log_fn *log;        /* NULL: say nothing */
-  int verbose;             /* a debug line per GET */
+  unsigned max_requests; /* GETs in flight */
+  s3bd_log_fn *log;      /* NULL: say nothing */
+  int verbose;           /* a debug line per GET */
 };
 
 /* The fetcher is usable once started (fetcher_start runs its engine's

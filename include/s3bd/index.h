@@ -21,74 +21,79 @@
 
 #define S3BD_INDEX_VERSION 1
 
-enum index_source_kind {
+enum index_source_kind
+{
   INDEX_SOURCE_PREFIX = 1,
   INDEX_SOURCE_MANIFEST = 2,
   INDEX_SOURCE_AUGMENTED_MANIFEST = 3,
 };
 
-struct index_object {
-  const char *key;           /* 1 to 1024 bytes (S3's limit) */
-  const char *etag;          /* as S3 returns it, quotes included; at
-                                most 1024 bytes, may be "" */
-  uint32_t bucket;           /* index into buckets */
-  uint64_t size;             /* bytes */
-  int64_t mtime;             /* seconds since the epoch */
-  uint32_t mtime_nsec;       /* < 1000000000 */
-  uint64_t first_block;      /* device block of its first byte; its data
-                                is contiguous: ceil(size / block_size)
-                                blocks from there, the bytes past `size`
-                                in the last block reading as zeros.  An
-                                empty object holds no blocks; its
-                                first_block is where its data would start
-                                (e.g. the next object's), and it keeps the
-                                order: no earlier than the previous
-                                object's end */
+struct index_object
+{
+  const char *key;      /* 1 to 1024 bytes (S3's limit) */
+  const char *etag;     /* as S3 returns it, quotes included; at
+                           most 1024 bytes, may be "" */
+  uint32_t bucket;      /* index into buckets */
+  uint64_t size;        /* bytes */
+  int64_t mtime;        /* seconds since the epoch */
+  uint32_t mtime_nsec;  /* < 1000000000 */
+  uint64_t first_block; /* device block of its first byte; its data
+                           is contiguous: ceil(size / block_size)
+                           blocks from there, the bytes past `size`
+                           in the last block reading as zeros.  An
+                           empty object holds no blocks; its
+                           first_block is where its data would start
+                           (e.g. the next object's), and it keeps the
+                           order: no earlier than the previous
+                           object's end */
 };
 
 /* A run of metadata blocks: device blocks [block, block + count) hold
  * the unique blocks content[first], content[first + 1], ..., or
  * content[first] `count` times when `repeated`.  count >= 1.
  */
-struct index_meta_run {
+struct index_meta_run
+{
   uint64_t block;
   uint32_t count;
   uint32_t first;
   bool repeated;
 };
 
-struct index_leftout {
-  const char *key;           /* 1 to 1024 bytes */
+struct index_leftout
+{
+  const char *key; /* 1 to 1024 bytes */
   uint32_t bucket;
-  uint32_t reason;           /* enum ds_reason; never 0 */
+  uint32_t reason; /* enum ds_reason; never 0 */
 };
 
-struct s3bd_index {
-  uint32_t block_size;       /* 4096 (a power of two, 512 to 65536) */
-  uint64_t device_blocks;    /* device size in blocks */
-  uint64_t data_start;       /* first block of the data region: no
-                                object starts before it */
+struct s3bd_index
+{
+  uint32_t block_size;    /* 4096 (a power of two, 512 to 65536) */
+  uint64_t device_blocks; /* device size in blocks */
+  uint64_t data_start;    /* first block of the data region: no
+                             object starts before it */
   enum index_source_kind source_kind;
-  const char *prefix;        /* the source prefix or manifest URI */
+  const char *prefix; /* the source prefix or manifest URI */
   const char **buckets;
   uint32_t nbuckets;
-  uint32_t shard_index, shard_count;  /* 0, 1 when not sharded */
-  int64_t created;           /* SOURCE_DATE_EPOCH or time of the build */
+  uint32_t shard_index, shard_count; /* 0, 1 when not sharded */
+  int64_t created; /* SOURCE_DATE_EPOCH or time of the build */
 
-  struct index_object *objects;   /* sorted by first_block, not
-                                     overlapping, in [data_start,
-                                     device_blocks) */
+  struct index_object *objects; /* sorted by first_block, not
+                                   overlapping, in [data_start,
+                                   device_blocks) */
   uint64_t nobjects;
-  struct index_meta_run *runs;    /* sorted by block, not overlapping
-                                     each other or any object */
+  struct index_meta_run *runs; /* sorted by block, not overlapping
+                                  each other or any object */
   uint64_t nruns;
-  const unsigned char *content;   /* ncontent blocks of block_size bytes */
+  const unsigned char *content; /* ncontent blocks of block_size bytes */
   uint64_t ncontent;
   struct index_leftout *left;
   uint64_t nleft;
 
-  void *priv;                /* storage owned by a decoded index; NULL in
-                                one the caller built */
+  void *priv; /* storage owned by a decoded index; NULL in
+                 one the caller built */
 };
 
 /* Checks idx (as index_decode would) and serialises it to a malloc'd
@@ -127,9 +132,15 @@ int index_read_file (const char *path, struct s3bd_index *idx,
 void index_free (struct s3bd_index *idx);
 
 /* What a device block holds. */
-enum index_block_kind { INDEX_HOLE, INDEX_META, INDEX_DATA };
+enum index_block_kind
+{
+  INDEX_HOLE,
+  INDEX_META,
+  INDEX_DATA
+};
 
-struct index_lookup {
+struct index_lookup
+{
   enum index_block_kind kind;
   uint64_t count;            /* blocks from `block` on with the same kind
                                 and source: for META the rest of the run,

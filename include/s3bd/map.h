@@ -31,9 +31,8 @@ void map_prefetch (const struct s3bd_index *idx, struct cache *c,
  * order: hole true for unused blocks (read as zeros), false for metadata
  * and data.  Stops at the first fn that returns -1, and returns -1.
  */
-typedef int map_extent_fn (void *arg, uint64_t offset, uint64_t len,
-                           bool hole);
-int map_extents (const struct s3bd_index *idx, uint64_t offset,
-                 uint64_t count, map_extent_fn *fn, void *arg);
+typedef int map_extent_fn (void *arg, uint64_t offset, uint64_t len, bool hole);
+int map_extents (const struct s3bd_index *idx, uint64_t offset, uint64_t count,
+                 map_extent_fn *fn, void *arg);
 
 #endif

@@ -25,7 +25,7 @@ int parse_bool (const char *s, bool *out);
 /* A count from min to max: 0, or -1 with err saying what was expected
  * and what was given (the caller names the option).
  */
-int parse_count (const char *s, uint64_t min, uint64_t max,
-                 uint64_t *out, struct s3bd_error *err);
+int parse_count (const char *s, uint64_t min, uint64_t max, uint64_t *out,
+                 struct s3bd_error *err);
 
 #endif

@@ -7,11 +7,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-struct retry_policy {
-  unsigned max_attempts;         /* first try included */
+struct retry_policy
+{
+  unsigned max_attempts; /* first try included */
   unsigned base_ms;
   unsigned cap_ms;
-  unsigned budget_ms;            /* whole request, first try included */
+  unsigned budget_ms; /* whole request, first try included */
 };
 
 /* Whether a failed attempt may be retried: curl_code is the transfer's

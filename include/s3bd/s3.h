@@ -26,32 +26,34 @@
 #include "s3bd/creds.h"
 #include "s3bd/error.h"
 
-enum s3_addressing {
-  S3_ADDR_AUTO = 0,  /* virtual-hosted for AWS endpoints and DNS-safe
-                        bucket names; path-style otherwise */
+enum s3_addressing
+{
+  S3_ADDR_AUTO = 0, /* virtual-hosted for AWS endpoints and DNS-safe
+                       bucket names; path-style otherwise */
   S3_ADDR_PATH,
   S3_ADDR_VIRTUAL,
 };
 
-struct s3_config {
+struct s3_config
+{
   /* NULL: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile's endpoint_url,
    * else https://s3.<region>.amazonaws.com */
   const char *endpoint;
   /* NULL: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, us-east-1 */
   const char *region;
   enum s3_addressing addressing;
-  bool no_verify_tls;            /* default: verify certificates */
-  const char *ca_file;           /* NULL: AWS_CA_BUNDLE, else system store */
-  unsigned connect_timeout_ms;   /* default 5000 */
-  unsigned request_timeout_ms;   /* whole transfer; default 0: none, but */
-  unsigned low_speed_time_s;     /* abort below 1 KiB/s for this long; 30 */
-  unsigned max_attempts;         /* per request, default 8 */
-  unsigned retry_base_ms;        /* default 100 */
-  unsigned retry_cap_ms;         /* one delay at most, default 5000 */
-  unsigned retry_budget_ms;      /* whole request incl. retries, 60000;
-                                    also caps an attempt's connect and
-                                    stall timeouts */
-  unsigned max_connections;      /* per engine, default 64 */
+  bool no_verify_tls;          /* default: verify certificates */
+  const char *ca_file;         /* NULL: AWS_CA_BUNDLE, else system store */
+  unsigned connect_timeout_ms; /* default 5000 */
+  unsigned request_timeout_ms; /* whole transfer; default 0: none, but */
+  unsigned low_speed_time_s;   /* abort below 1 KiB/s for this long; 30 */
+  unsigned max_attempts;       /* per request, default 8 */
+  unsigned retry_base_ms;      /* default 100 */
+  unsigned retry_cap_ms;       /* one delay at most, default 5000 */
+  unsigned retry_budget_ms;    /* whole request incl. retries, 60000;
+                                  also caps an attempt's connect and
+                                  stall timeouts */
+  unsigned max_connections;    /* per engine, default 64 */
   struct creds_config creds;
 };
 
@@ -67,8 +69,8 @@ struct s3_config {
  * Returns 0, -1 with err set (nothing changed) for a bad value, or 1 when
  * name is not one of these.
  */
-int s3_config_set (struct s3_config *cfg, const char *name,
-                   const char *value, struct s3bd_error *err);
+int s3_config_set (struct s3_config *cfg, const char *name, const char *value,
+                   struct s3bd_error *err);
 
 struct s3_client;
 
@@ -81,11 +83,17 @@ struct creds_provider *s3_client_creds (struct s3_client *c);
 
 /* ---- Requests ---- */
 
-enum s3_method { S3_GET, S3_HEAD, S3_PUT };
+enum s3_method
+{
+  S3_GET,
+  S3_HEAD,
+  S3_PUT
+};
 
-struct s3_param {
+struct s3_param
+{
   const char *name;
-  const char *value;             /* raw; encoded when sent */
+  const char *value; /* raw; encoded when sent */
 };
 
 #define S3_MAX_PARAMS 8
@@ -95,17 +103,18 @@ typedef void (*s3_done_fn) (struct s3_request *req, void *arg);
 /* n: how many iov buffers, from the first, are final. */
 typedef void (*s3_progress_fn) (struct s3_request *req, int n, void *arg);
 
-struct s3_request {
+struct s3_request
+{
   /* In. */
   enum s3_method method;
   const char *bucket;
-  const char *key;               /* NULL or "" for bucket operations */
+  const char *key; /* NULL or "" for bucket operations */
   struct s3_param params[S3_MAX_PARAMS];
   size_t nparams;
-  bool ranged;                   /* send Range: bytes=off-(off+len-1) */
+  bool ranged; /* send Range: bytes=off-(off+len-1) */
   uint64_t range_off;
-  uint64_t range_len;            /* > 0 when ranged */
-  const char *if_match;          /* ETag as listed, quotes included */
+  uint64_t range_len;   /* > 0 when ranged */
+  const char *if_match; /* ETag as listed, quotes included */
   /* GET body: into buf[0..buf_len) when buf is set (exactly buf_len bytes
    * expected for a ranged GET), else into a growing malloc'd buffer that
    * the caller frees (body, body_len).
@@ -117,9 +126,9 @@ struct s3_request {
    */
   const struct iovec *iov;
   int iovcnt;
-  const void *put_body;          /* PUT */
+  const void *put_body; /* PUT */
   size_t put_len;
-  s3_done_fn done;               /* asynchronous only */
+  s3_done_fn done; /* asynchronous only */
   /* Optional, for an iov GET on an engine: called in the engine's thread
    * each time more of the buffers, from the first, hold their final
    * bytes (a 2xx response for exactly the range asked for has filled
@@ -131,18 +140,18 @@ struct s3_request {
   void *arg;
 
   /* Out. */
-  int rc;                        /* 0 or -1 with err set */
+  int rc; /* 0 or -1 with err set */
   struct s3bd_error err;
-  int status;                    /* HTTP status of the last attempt */
-  char *body;                    /* growing buffer, see above */
+  int status; /* HTTP status of the last attempt */
+  char *body; /* growing buffer, see above */
   size_t body_len;
   uint64_t content_length;
-  uint64_t object_size;          /* from Content-Range, or Content-Length */
+  uint64_t object_size; /* from Content-Range, or Content-Length */
   char etag[80];
   char last_modified[40];
   unsigned attempts;
 
-  void *priv;                    /* the engine's */
+  void *priv; /* the engine's */
 };
 
 /* Sets a ranged GET of [off, off+len) into buf, with If-Match when etag
@@ -183,10 +192,11 @@ void s3_engine_wakeup (struct s3_engine *e);
 uint64_t s3_now_ms (void);
 
 /* Statistics of an engine, summed over its life. */
-struct s3_stats {
-  uint64_t requests;             /* attempts sent */
+struct s3_stats
+{
+  uint64_t requests; /* attempts sent */
   uint64_t retries;
-  uint64_t failures;             /* requests that ended in error */
+  uint64_t failures; /* requests that ended in error */
   uint64_t bytes_in;
   uint64_t bytes_out;
 };
@@ -195,15 +205,17 @@ struct s3_engine *s3_client_engine (struct s3_client *c);
 
 /* ---- Operations (blocking, on the client's engine) ---- */
 
-struct s3_object {
-  char *key;                     /* decoded; owned by the listing */
-  char *etag;                    /* with quotes, as S3 returns it */
+struct s3_object
+{
+  char *key;  /* decoded; owned by the listing */
+  char *etag; /* with quotes, as S3 returns it */
   uint64_t size;
-  int64_t mtime;                 /* Last-Modified, seconds */
+  int64_t mtime; /* Last-Modified, seconds */
   uint32_t mtime_nsec;
 };
 
-struct s3_listing {
+struct s3_listing
+{
   struct s3_object *objs;
   size_t n, cap;
   /* Strings live in arena blocks freed with the listing. */
@@ -221,13 +233,14 @@ void s3_listing_sort (struct s3_listing *l);
 typedef void (*s3_list_progress_fn) (void *arg, uint64_t objects,
                                      uint64_t requests);
 
-struct s3_list_opts {
+struct s3_list_opts
+{
   /* 0 or 1: one paged listing of the whole prefix.  >1: walk the tree
    * by '/' (delimiter listings), up to this many requests in flight.
    */
   unsigned parallel;
-  const char *start_after;       /* sequential only */
-  unsigned max_keys;             /* per page; 0: the server's (1000) */
+  const char *start_after; /* sequential only */
+  unsigned max_keys;       /* per page; 0: the server's (1000) */
   s3_list_progress_fn progress;
   void *progress_arg;
 };
@@ -237,7 +250,8 @@ int s3_list (struct s3_client *c, const char *bucket, const char *prefix,
              const struct s3_list_opts *opts, struct s3_listing *out,
              struct s3bd_error *err);
 
-struct s3_object_info {
+struct s3_object_info
+{
   uint64_t size;
   char etag[80];
   int64_t mtime;
@@ -270,9 +284,8 @@ int s3_create_bucket (struct s3_client *c, const char *bucket,
                       struct s3bd_error *err);
 
 /* A presigned GET URL (malloc'd), valid for expires seconds. */
-char *s3_presign_get (struct s3_client *c, const char *bucket,
-                      const char *key, unsigned expires,
-                      struct s3bd_error *err);
+char *s3_presign_get (struct s3_client *c, const char *bucket, const char *key,
+                      unsigned expires, struct s3bd_error *err);
 
 /* Parses "s3://bucket/some/prefix" into malloc'd bucket and prefix
  * ("some/prefix", possibly "").

@@ -11,12 +11,13 @@
 #include "s3bd/error.h"
 #include "s3bd/s3.h"
 
-struct s3xml_list_page {
+struct s3xml_list_page
+{
   bool truncated;
-  char *next_token;              /* malloc'd, NULL when not truncated */
-  char **prefixes;               /* CommonPrefixes, decoded, malloc'd */
+  char *next_token; /* malloc'd, NULL when not truncated */
+  char **prefixes;  /* CommonPrefixes, decoded, malloc'd */
   size_t nprefixes;
-  size_t nkeys;                  /* Contents elements in this page */
+  size_t nkeys; /* Contents elements in this page */
 };
 
 /* Parses one ListBucketResult page, appending objects to out.  Keys and

@@ -20,8 +20,9 @@
 #include "s3bd/index.h"
 #include "s3bd/map.h"
 
-struct serve_config {
-  uint64_t cache_size;       /* memory for chunk buffers */
+struct serve_config
+{
+  uint64_t cache_size; /* memory for chunk buffers */
   uint64_t chunk_size;
   uint64_t max_fetch;        /* largest single fetch */
   uint64_t readahead_max;    /* largest window of a stream; 0: none */

@@ -14,34 +14,37 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define SIGV4_EMPTY_SHA256 \
+#define SIGV4_EMPTY_SHA256                                                     \
   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define SIGV4_UNSIGNED_PAYLOAD "UNSIGNED-PAYLOAD"
 
-struct sigv4_pair {
+struct sigv4_pair
+{
   const char *name;
   const char *value;
 };
 
-struct sigv4_request {
-  const char *method;            /* "GET" */
-  const char *path;              /* raw, not encoded: "/bucket/my key" */
+struct sigv4_request
+{
+  const char *method;             /* "GET" */
+  const char *path;               /* raw, not encoded: "/bucket/my key" */
   const struct sigv4_pair *query; /* raw names and values, any order */
   size_t nquery;
   const struct sigv4_pair *headers; /* all headers to sign, incl. host */
   size_t nheaders;
-  const char *payload_sha256;    /* hex, or SIGV4_UNSIGNED_PAYLOAD */
-  const char *amz_date;          /* "20150830T123600Z" */
+  const char *payload_sha256; /* hex, or SIGV4_UNSIGNED_PAYLOAD */
+  const char *amz_date;       /* "20150830T123600Z" */
   const char *region;
-  const char *service;           /* "s3" */
+  const char *service; /* "s3" */
   const char *access_key;
   const char *secret_key;
 };
 
-struct sigv4_result {
-  char signed_headers[1024];     /* "host;x-amz-date" */
-  char signature[65];            /* hex */
-  char authorization[2048];      /* the whole Authorization header value */
+struct sigv4_result
+{
+  char signed_headers[1024]; /* "host;x-amz-date" */
+  char signature[65];        /* hex */
+  char authorization[2048];  /* the whole Authorization header value */
   /* Intermediate results, for tests and debugging (malloc'd, may be NULL). */
   char *canonical_request;
   char *string_to_sign;

@@ -14,16 +14,18 @@
 /* Large enough that a listing of a million objects uses a few hundred
  * blocks, small enough not to matter for a listing of one.
  */
-#define ARENA_BLOCK_SIZE ((size_t) 256 * 1024)
+#define ARENA_BLOCK_SIZE ((size_t)256 * 1024)
 
-struct arena_block {
+struct arena_block
+{
   struct arena_block *next;
   size_t used;
   size_t cap;
   char data[];
 };
 
-struct s3_arena {
+struct s3_arena
+{
   /* The block being filled comes first; full blocks and blocks given
    * whole to one long string follow.
    */

@@ -6,8 +6,7 @@
 #include "s3bd/error.h"
 
 int
-s3bd_fail (struct s3bd_error *err, enum s3bd_errcode code,
-           const char *fmt, ...)
+s3bd_fail (struct s3bd_error *err, enum s3bd_errcode code, const char *fmt, ...)
 {
   va_list ap;
 

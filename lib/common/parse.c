@@ -14,7 +14,7 @@ parse_unsigned (const char *s, int base, uint64_t max, uint64_t *out)
   char *end;
 
   /* strtoull skips blanks and takes a sign; we take neither. */
-  if (!isdigit ((unsigned char) *s))
+  if (!isdigit ((unsigned char)*s))
     return -1;
   errno = 0;
   v = strtoull (s, &end, base);
@@ -31,7 +31,7 @@ parse_size (const char *s, uint64_t *out)
   unsigned shift = 0;
   char *end;
 
-  if (!isdigit ((unsigned char) *s))
+  if (!isdigit ((unsigned char)*s))
     return -1;
   errno = 0;
   v = strtoull (s, &end, 10);
@@ -40,15 +40,31 @@ parse_size (const char *s, uint64_t *out)
   switch (*end)
     {
     case '\0': break;
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
+    case 'k':
+    case 'K':
+      shift = 10;
+      end++;
+      break;
+    case 'm':
+    case 'M':
+      shift = 20;
+      end++;
+      break;
+    case 'g':
+    case 'G':
+      shift = 30;
+      end++;
+      break;
+    case 't':
+    case 'T':
+      shift = 40;
+      end++;
+      break;
     default: return -1;
     }
   if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
     return -1;
-  *out = (uint64_t) v << shift;
+  *out = (uint64_t)v << shift;
   return 0;
 }
 
@@ -75,16 +91,15 @@ parse_bool (const char *s, bool *out)
 }
 
 int
-parse_count (const char *s, uint64_t min, uint64_t max,
-             uint64_t *out, struct s3bd_error *err)
+parse_count (const char *s, uint64_t min, uint64_t max, uint64_t *out,
+             struct s3bd_error *err)
 {
   uint64_t v;
 
   if (parse_unsigned (s, 10, max, &v) == -1 || v < min)
     return s3bd_fail (err, S3BD_EINVAL,
                       "expected a whole number from %llu to %llu, got '%s'",
-                      (unsigned long long) min,
-                      (unsigned long long) max, s);
+                      (unsigned long long)min, (unsigned long long)max, s);
   *out = v;
   return 0;
 }

@@ -78,12 +78,12 @@ strbuf_addf (struct strbuf *b, const char *fmt, ...)
       b->failed = true;
       return;
     }
-  if (!grow (b, (size_t) n))
+  if (!grow (b, (size_t)n))
     return;
   va_start (ap, fmt);
-  vsnprintf (b->s + b->len, (size_t) n + 1, fmt, ap);
+  vsnprintf (b->s + b->len, (size_t)n + 1, fmt, ap);
   va_end (ap);
-  b->len += (size_t) n;
+  b->len += (size_t)n;
 }
 
 bool

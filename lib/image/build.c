@@ -24,9 +24,9 @@
 #include "s3bd/index.h"
 
 #define MAX_ATTRS 64
-#define EXT4_LABEL_MAX 16       /* ext4_params.label, not NUL-terminated */
-_Static_assert (sizeof ((struct ext4_params *) 0)->label == EXT4_LABEL_MAX,
-                "the label's size");
+#define EXT4_LABEL_MAX 16 /* ext4_params.label, not NUL-terminated */
+_Static_assert(sizeof ((struct ext4_params *)0)->label == EXT4_LABEL_MAX,
+               "the label's size");
 
 void
 build_opts_init (struct build_opts *o)
@@ -50,37 +50,38 @@ build_opts_set (struct build_opts *o, const char *name, const char *value,
   if (strcmp (name, "uid") == 0 || strcmp (name, "gid") == 0)
     {
       if (parse_unsigned (value, 10, UINT32_MAX, &v) == -1)
-        return s3bd_fail (err, S3BD_EINVAL, "expected a decimal number, 0 "
-                          "to %lu", (unsigned long) UINT32_MAX);
-      *(name[0] == 'u' ? &o->uid : &o->gid) = (uint32_t) v;
+        return s3bd_fail (err, S3BD_EINVAL,
+                          "expected a decimal number, 0 "
+                          "to %lu",
+                          (unsigned long)UINT32_MAX);
+      *(name[0] == 'u' ? &o->uid : &o->gid) = (uint32_t)v;
     }
   else if (strcmp (name, "file-mode") == 0 || strcmp (name, "dir-mode") == 0)
     {
       if (parse_unsigned (value, 8, 07777, &v) == -1)
         return s3bd_fail (err, S3BD_EINVAL,
                           "expected octal permission bits, 0 to 07777");
-      *(name[0] == 'f' ? &o->file_mode : &o->dir_mode) = (uint16_t) v;
+      *(name[0] == 'f' ? &o->file_mode : &o->dir_mode) = (uint16_t)v;
     }
   else if (strcmp (name, "label") == 0)
     {
       if (strlen (value) > EXT4_LABEL_MAX)
-        return s3bd_fail (err, S3BD_EINVAL, "at most %d bytes",
-                          EXT4_LABEL_MAX);
+        return s3bd_fail (err, S3BD_EINVAL, "at most %d bytes", EXT4_LABEL_MAX);
       o->label = value;
     }
   else if (strcmp (name, "shard") == 0)
     {
       slash = strchr (value, '/');
-      if (slash == NULL || (size_t) (slash - value) >= sizeof first)
+      if (slash == NULL || (size_t)(slash - value) >= sizeof first)
         goto bad_shard;
-      memcpy (first, value, (size_t) (slash - value));
+      memcpy (first, value, (size_t)(slash - value));
       first[slash - value] = '\0';
       if (parse_unsigned (first, 10, UINT_MAX, &v) == -1
-          || parse_unsigned (slash + 1, 10, UINT_MAX, &n) == -1
-          || n == 0 || v >= n)
+          || parse_unsigned (slash + 1, 10, UINT_MAX, &n) == -1 || n == 0
+          || v >= n)
         goto bad_shard;
-      o->shard_index = (unsigned) v;
-      o->shard_count = (unsigned) n;
+      o->shard_index = (unsigned)v;
+      o->shard_count = (unsigned)n;
     }
   else
     return 1;
@@ -101,7 +102,7 @@ build_source_date_epoch (void)
     return -1;
   errno = 0;
   v = strtoll (sde, &end, 10);
-  return *end == '\0' && errno == 0 && v >= 0 ? (int64_t) v : -1;
+  return *end == '\0' && errno == 0 && v >= 0 ? (int64_t)v : -1;
 }
 
 void
@@ -144,9 +145,9 @@ read_source (struct s3_client *c, const char *path, size_t *len,
         fclose (f);
       return NULL;
     }
-  buf = malloc ((size_t) st.st_size + 1);
+  buf = malloc ((size_t)st.st_size + 1);
   if (buf == NULL
-      || fread (buf, 1, (size_t) st.st_size, f) != (size_t) st.st_size)
+      || fread (buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
     {
       s3bd_fail (err, S3BD_EIO, "%s: cannot read", path);
       free (buf);
@@ -155,7 +156,7 @@ read_source (struct s3_client *c, const char *path, size_t *len,
     }
   fclose (f);
   buf[st.st_size] = '\0';
-  *len = (size_t) st.st_size;
+  *len = (size_t)st.st_size;
   return buf;
 }
 
@@ -163,8 +164,8 @@ read_source (struct s3_client *c, const char *path, size_t *len,
  * are not part of this source and are skipped.
  */
 static int
-read_listing_file (const char *path, const char *prefix,
-                   struct s3_listing *l, struct s3bd_error *err)
+read_listing_file (const char *path, const char *prefix, struct s3_listing *l,
+                   struct s3bd_error *err)
 {
   FILE *f = fopen (path, "r");
   char *line = NULL;
@@ -191,8 +192,10 @@ read_listing_file (const char *path, const char *prefix,
       t3 = t2 ? strchr (t2 + 1, '\t') : NULL;
       if (t3 == NULL)
         {
-          ret = s3bd_fail (err, S3BD_EINVAL, "%s line %lu: expected "
-                           "SIZE<TAB>ETAG<TAB>MTIME<TAB>KEY", path, lineno);
+          ret = s3bd_fail (err, S3BD_EINVAL,
+                           "%s line %lu: expected "
+                           "SIZE<TAB>ETAG<TAB>MTIME<TAB>KEY",
+                           path, lineno);
           break;
         }
       *t1 = *t2 = *t3 = '\0';
@@ -200,21 +203,21 @@ read_listing_file (const char *path, const char *prefix,
       size = strtoull (line, &end, 10);
       if (errno || *end || end == line)
         {
-          ret = s3bd_fail (err, S3BD_EINVAL, "%s line %lu: bad size",
-                           path, lineno);
+          ret = s3bd_fail (err, S3BD_EINVAL, "%s line %lu: bad size", path,
+                           lineno);
           break;
         }
       mtime = strtoll (t2 + 1, &end, 10);
       if (errno || *end || end == t2 + 1)
         {
-          ret = s3bd_fail (err, S3BD_EINVAL, "%s line %lu: bad mtime",
-                           path, lineno);
+          ret = s3bd_fail (err, S3BD_EINVAL, "%s line %lu: bad mtime", path,
+                           lineno);
           break;
         }
       if (strncmp (t3 + 1, prefix, strlen (prefix)) != 0)
         continue;
-      if (s3_listing_add (l, t3 + 1, strlen (t3 + 1), t1 + 1, size, mtime,
-                          0) == -1)
+      if (s3_listing_add (l, t3 + 1, strlen (t3 + 1), t1 + 1, size, mtime, 0)
+          == -1)
         {
           ret = s3bd_fail (err, S3BD_ENOMEM, "out of memory");
           break;
@@ -331,7 +334,7 @@ dataset_of_manifest (struct s3_client *c, const struct build_opts *o,
           s3bd_fail (err, S3BD_ENOMEM, "out of memory");
           goto out;
         }
-      for (char *t = attrs_buf; t && nattrs < MAX_ATTRS; )
+      for (char *t = attrs_buf; t && nattrs < MAX_ATTRS;)
         {
           char *comma = strchr (t, ',');
 
@@ -342,8 +345,9 @@ dataset_of_manifest (struct s3_client *c, const struct build_opts *o,
           t = comma ? comma + 1 : NULL;
         }
     }
-  if ((o->manifest ? manifest_parse (text, len, &m, err)
-       : augmented_manifest_parse (text, len, attrs, nattrs, &m, err))
+  if ((o->manifest
+           ? manifest_parse (text, len, &m, err)
+           : augmented_manifest_parse (text, len, attrs, nattrs, &m, err))
       == -1)
     {
       s3bd_error_prefix (err, "%s", source);
@@ -381,7 +385,7 @@ dataset_of_prefix (struct s3_client *c, const struct build_opts *o,
     return -1;
   phase (o, "listing");
   if (o->listing ? read_listing_file (o->listing, prefix, &l, err)
-      : s3_list (c, bucket, prefix, &lo, &l, err))
+                 : s3_list (c, bucket, prefix, &lo, &l, err))
     goto out;
   ret = dataset_from_listing (ds, bucket, prefix, &l, err);
 out:
@@ -397,8 +401,8 @@ out:
  * image: SHA-256 over the buckets, the source text and the shard.
  */
 static void
-derive_identity (const struct dataset *ds, const char *source,
-                 unsigned si, unsigned sn, struct ext4_params *p)
+derive_identity (const struct dataset *ds, const char *source, unsigned si,
+                 unsigned sn, struct ext4_params *p)
 {
   unsigned char md[SHA256_DIGEST_LENGTH];
   size_t len = 64 + strlen (source);
@@ -415,8 +419,7 @@ derive_identity (const struct dataset *ds, const char *source,
       memset (p->uuid, 0, sizeof p->uuid);
       return;
     }
-  q = buf + snprintf (buf, len, "s3bd-image-v1 %u/%u %s", si, sn, source)
-      + 1;
+  q = buf + snprintf (buf, len, "s3bd-image-v1 %u/%u %s", si, sn, source) + 1;
   for (size_t i = 0; i < ds->nbuckets; i++)
     {
       size_t n = strlen (ds->buckets[i]) + 1;
@@ -424,11 +427,11 @@ derive_identity (const struct dataset *ds, const char *source,
       memcpy (q, ds->buckets[i], n);
       q += n;
     }
-  SHA256 ((const unsigned char *) buf, (size_t) (q - buf), md);
+  SHA256 ((const unsigned char *)buf, (size_t)(q - buf), md);
   free (buf);
   memcpy (p->uuid, md, 16);
-  p->uuid[6] = (unsigned char) ((p->uuid[6] & 0x0f) | 0x40);  /* v4 */
-  p->uuid[8] = (unsigned char) ((p->uuid[8] & 0x3f) | 0x80);
+  p->uuid[6] = (unsigned char)((p->uuid[6] & 0x0f) | 0x40); /* v4 */
+  p->uuid[8] = (unsigned char)((p->uuid[8] & 0x3f) | 0x80);
   memcpy (p->hash_seed, md + 16, 16);
 }
 
@@ -450,8 +453,7 @@ static int
 meta_runs (const struct ext4_image *img, struct index_meta_run **runs,
            uint64_t *nruns)
 {
-  struct index_meta_run *r = malloc ((img->nmeta ? img->nmeta : 1)
-                                     * sizeof *r);
+  struct index_meta_run *r = malloc ((img->nmeta ? img->nmeta : 1) * sizeof *r);
   size_t n = 0;
 
   if (r == NULL)
@@ -464,20 +466,19 @@ meta_runs (const struct ext4_image *img, struct index_meta_run **runs,
         {
           struct index_meta_run *last = &r[n - 1];
 
-          if (m->block == last->block + last->count
-              && last->count < UINT32_MAX)
+          if (m->block == last->block + last->count && last->count < UINT32_MAX)
             {
               if (last->count == 1)
                 last->repeated = m->content == last->first;
               if (last->repeated ? m->content == last->first
-                  : m->content == last->first + last->count)
+                                 : m->content == last->first + last->count)
                 {
                   last->count++;
                   continue;
                 }
             }
         }
-      r[n++] = (struct index_meta_run) { m->block, 1, m->content, false };
+      r[n++] = (struct index_meta_run){ m->block, 1, m->content, false };
     }
   *runs = r;
   *nruns = n;
@@ -492,7 +493,8 @@ encode_dataset (const struct build_opts *o, const char *source,
   const struct dataset *ds = &out->ds;
   struct ext4_file *files = NULL;
   struct ext4_image img = { 0 };
-  struct ext4_params p = { .uid = o->uid, .gid = o->gid,
+  struct ext4_params p = { .uid = o->uid,
+                           .gid = o->gid,
                            .file_mode = o->file_mode,
                            .dir_mode = o->dir_mode };
   struct s3bd_index idx = { 0 };
@@ -511,9 +513,9 @@ encode_dataset (const struct build_opts *o, const char *source,
       goto out;
     }
   for (size_t i = 0; i < ds->nfiles; i++)
-    files[i] = (struct ext4_file) { ds->files[i].path, ds->files[i].size,
-                                    ds->files[i].mtime,
-                                    ds->files[i].mtime_nsec, 0 };
+    files[i]
+        = (struct ext4_file){ ds->files[i].path, ds->files[i].size,
+                              ds->files[i].mtime, ds->files[i].mtime_nsec, 0 };
   /* Unsharded is 0/1 whichever way it was said: the UUID must not
    * change with the spelling.
    */
@@ -522,31 +524,31 @@ encode_dataset (const struct build_opts *o, const char *source,
   p.time = o->time >= 0 ? o->time : newest_mtime (ds);
   if (o->label)
     memcpy (p.label, o->label, strlen (o->label));
-  if (ext4_build (&p, files, ds->nfiles, ds->dirs, ds->ndirs, &img, err)
-      == -1)
+  if (ext4_build (&p, files, ds->nfiles, ds->dirs, ds->ndirs, &img, err) == -1)
     goto out;
 
   phase (o, "encoding the index");
   for (size_t i = 0; i < ds->nfiles; i++)
     {
-      objs[i] = (struct index_object) {
-        ds->files[i].key, ds->files[i].etag, ds->files[i].bucket,
-        ds->files[i].size, ds->files[i].mtime, ds->files[i].mtime_nsec,
-        files[i].first_block };
+      objs[i]
+          = (struct index_object){ ds->files[i].key,    ds->files[i].etag,
+                                   ds->files[i].bucket, ds->files[i].size,
+                                   ds->files[i].mtime,  ds->files[i].mtime_nsec,
+                                   files[i].first_block };
       out->bytes += ds->files[i].size;
     }
   for (size_t i = 0; i < ds->nleft; i++)
-    left[i] = (struct index_leftout) { ds->left[i].key, ds->left[i].bucket,
-                                       ds->left[i].reason };
+    left[i] = (struct index_leftout){ ds->left[i].key, ds->left[i].bucket,
+                                      ds->left[i].reason };
   idx.block_size = EXT4_BLOCK_SIZE;
   idx.device_blocks = img.blocks_count;
   idx.data_start = img.data_start;
-  idx.source_kind = o->manifest ? INDEX_SOURCE_MANIFEST
+  idx.source_kind = o->manifest    ? INDEX_SOURCE_MANIFEST
                     : o->augmented ? INDEX_SOURCE_AUGMENTED_MANIFEST
-                    : INDEX_SOURCE_PREFIX;
+                                   : INDEX_SOURCE_PREFIX;
   idx.prefix = o->prefix_uri ? ds->prefix : source;
-  idx.buckets = (const char **) ds->buckets;
-  idx.nbuckets = (uint32_t) ds->nbuckets;
+  idx.buckets = (const char **)ds->buckets;
+  idx.nbuckets = (uint32_t)ds->nbuckets;
   idx.shard_index = sharded ? o->shard_index : 0;
   idx.shard_count = sharded ? o->shard_count : 1;
   idx.created = p.time;
@@ -582,23 +584,29 @@ check_opts (struct s3_client *c, const struct build_opts *o,
   int sources = !!o->prefix_uri + !!o->manifest + !!o->augmented;
 
   if (sources != 1)
-    return s3bd_fail (err, S3BD_EINVAL, "give exactly one source: a "
+    return s3bd_fail (err, S3BD_EINVAL,
+                      "give exactly one source: a "
                       "prefix, a manifest or an augmented manifest");
   if (o->listing && !o->prefix_uri)
-    return s3bd_fail (err, S3BD_EINVAL, "a saved listing is the listing "
+    return s3bd_fail (err, S3BD_EINVAL,
+                      "a saved listing is the listing "
                       "of a prefix: give the prefix too");
   if (c == NULL && !o->listing)
     return s3bd_fail (err, S3BD_EINVAL, "listing %s needs an S3 client",
                       o->prefix_uri ? o->prefix_uri
-                      : o->manifest ? o->manifest : o->augmented);
+                      : o->manifest ? o->manifest
+                                    : o->augmented);
   if (o->shard_count > 1 && o->shard_index >= o->shard_count)
-    return s3bd_fail (err, S3BD_EINVAL, "shard %u/%u: the index must be "
-                      "below the count", o->shard_index, o->shard_count);
+    return s3bd_fail (err, S3BD_EINVAL,
+                      "shard %u/%u: the index must be "
+                      "below the count",
+                      o->shard_index, o->shard_count);
   if (o->label && strlen (o->label) > EXT4_LABEL_MAX)
     return s3bd_fail (err, S3BD_EINVAL, "label '%s': at most 16 bytes",
                       o->label);
   if ((o->file_mode | o->dir_mode) & ~07777)
-    return s3bd_fail (err, S3BD_EINVAL, "modes are permission bits: at "
+    return s3bd_fail (err, S3BD_EINVAL,
+                      "modes are permission bits: at "
                       "most 07777");
   return 0;
 }
@@ -607,14 +615,16 @@ int
 build_index (struct s3_client *c, const struct build_opts *o,
              struct build_result *out, struct s3bd_error *err)
 {
-  const char *source = o->manifest ? o->manifest
-                       : o->augmented ? o->augmented : o->prefix_uri;
+  const char *source = o->manifest    ? o->manifest
+                       : o->augmented ? o->augmented
+                                      : o->prefix_uri;
 
   memset (out, 0, sizeof *out);
   if (check_opts (c, o, err) == -1)
     return -1;
   if ((o->prefix_uri ? dataset_of_prefix (c, o, &out->ds, err)
-       : dataset_of_manifest (c, o, source, &out->ds, err)) == -1)
+                     : dataset_of_manifest (c, o, source, &out->ds, err))
+      == -1)
     goto fail;
   if (o->shard_count > 1)
     dataset_shard (&out->ds, o->shard_index, o->shard_count);

@@ -92,29 +92,29 @@ utf8_valid (const unsigned char *s, size_t n)
       else if (c == 0xe0)
         {
           need = 2;
-          lo = 0xa0;            /* else overlong */
+          lo = 0xa0; /* else overlong */
         }
       else if (c == 0xed)
         {
           need = 2;
-          hi = 0x9f;            /* else a surrogate */
+          hi = 0x9f; /* else a surrogate */
         }
       else if (c >= 0xe1 && c <= 0xef)
         need = 2;
       else if (c == 0xf0)
         {
           need = 3;
-          lo = 0x90;            /* else overlong */
+          lo = 0x90; /* else overlong */
         }
       else if (c >= 0xf1 && c <= 0xf3)
         need = 3;
       else if (c == 0xf4)
         {
           need = 3;
-          hi = 0x8f;            /* else past U+10FFFF */
+          hi = 0x8f; /* else past U+10FFFF */
         }
       else
-        return false;           /* a continuation byte, 0xc0, 0xc1, 0xf5.. */
+        return false; /* a continuation byte, 0xc0, 0xc1, 0xf5.. */
       if (n - i - 1 < need)
         return false;
       if (s[i + 1] < lo || s[i + 1] > hi)
@@ -142,14 +142,14 @@ ds_check_path (const char *path, size_t len)
     {
       seg = path + start;
       slash = memchr (seg, '/', len - start);
-      seglen = slash ? (size_t) (slash - seg) : len - start;
+      seglen = slash ? (size_t)(slash - seg) : len - start;
       if (seglen == 0)
         return DS_EMPTY_SEGMENT;
       if (seg[0] == '.' && (seglen == 1 || (seglen == 2 && seg[1] == '.')))
         return DS_DOT_SEGMENT;
       if (seglen > NAME_MAX_BYTES)
         return DS_NAME_TOO_LONG;
-      if (!utf8_valid ((const unsigned char *) seg, seglen))
+      if (!utf8_valid ((const unsigned char *)seg, seglen))
         return DS_BAD_UTF8;
       if (start == 0 && seglen == 10 && memcmp (seg, "lost+found", 10) == 0)
         return DS_RESERVED_NAME;
@@ -162,11 +162,11 @@ ds_check_path (const char *path, size_t len)
 static uint64_t
 hash_str (const char *s)
 {
-  uint64_t h = UINT64_C (14695981039346656037);   /* FNV-1a */
+  uint64_t h = UINT64_C (14695981039346656037); /* FNV-1a */
 
   for (; *s; s++)
     {
-      h ^= (unsigned char) *s;
+      h ^= (unsigned char)*s;
       h *= UINT64_C (1099511628211);
     }
   return h;
@@ -261,26 +261,26 @@ ds_grow (void **v, size_t *cap, size_t n, size_t elsize)
 }
 
 int
-ds_bucket_index (struct buckets *b, struct s3_arena *a,
-                 const char *name, uint32_t *out)
+ds_bucket_index (struct buckets *b, struct s3_arena *a, const char *name,
+                 uint32_t *out)
 {
   int64_t i = strmap_get (&b->map, name);
   char *copy;
 
   if (i >= 0)
     {
-      *out = (uint32_t) i;
+      *out = (uint32_t)i;
       return 0;
     }
   if (b->n >= UINT32_MAX)
     return -1;
-  if (ds_grow ((void **) &b->v, &b->cap, b->n, sizeof *b->v) == -1)
+  if (ds_grow ((void **)&b->v, &b->cap, b->n, sizeof *b->v) == -1)
     return -1;
   copy = s3_arena_strndup (a, name, strlen (name));
-  if (copy == NULL || strmap_put (&b->map, copy, (uint32_t) b->n) == -1)
+  if (copy == NULL || strmap_put (&b->map, copy, (uint32_t)b->n) == -1)
     return -1;
   b->v[b->n] = copy;
-  *out = (uint32_t) b->n++;
+  *out = (uint32_t)b->n++;
   return 0;
 }
 
@@ -293,24 +293,27 @@ ds_buckets_free (struct buckets *b)
 
 /* ---- Building a dataset ---- */
 
-struct cand {
-  const char *path;             /* NUL-terminated */
-  size_t src;                   /* input index */
+struct cand
+{
+  const char *path; /* NUL-terminated */
+  size_t src;       /* input index */
 };
 
-struct build {
-  size_t n;                     /* inputs */
-  struct cand *v;               /* files at [0, nfiles), dirs at the end */
+struct build
+{
+  size_t n;       /* inputs */
+  struct cand *v; /* files at [0, nfiles), dirs at the end */
   size_t nfiles, ndirs;
-  unsigned char *why;           /* per input: 0 or an enum ds_reason */
-  struct s3_arena *arena;       /* the dataset's */
+  unsigned char *why;     /* per input: 0 or an enum ds_reason */
+  struct s3_arena *arena; /* the dataset's */
 };
 
 /* Where the objects of step 3 come from: for input i, objs[i] (size,
  * etag, mtime), its key (entries[i].key, or objs[i].key when entries is
  * NULL) and its bucket (bucket[i], or 0 when NULL).
  */
-struct input {
+struct input
+{
   const struct s3_object *objs;
   const struct manifest_entry *entries;
   const uint32_t *bucket;
@@ -374,7 +377,7 @@ classify (struct build *b, size_t src, const char *path, size_t len,
       if (copy == NULL)
         return -1;
       b->ndirs++;
-      b->v[b->n - b->ndirs] = (struct cand) { copy, src };
+      b->v[b->n - b->ndirs] = (struct cand){ copy, src };
       return 0;
     }
   r = ds_check_path (path, len);
@@ -383,7 +386,7 @@ classify (struct build *b, size_t src, const char *path, size_t len,
       b->why[src] = r;
       return 0;
     }
-  b->v[b->nfiles++] = (struct cand) { path, src };
+  b->v[b->nfiles++] = (struct cand){ path, src };
   return 0;
 }
 
@@ -420,7 +423,7 @@ compare_slash (const char *s, const char *p, size_t plen)
 
   if (r != 0)
     return r;
-  c = (unsigned char) s[plen];
+  c = (unsigned char)s[plen];
   return c < '/' ? -1 : c > '/';
 }
 
@@ -438,7 +441,7 @@ has_below (const struct cand *v, size_t lo, size_t hi, const char *p,
 
   if (lo >= hi || strncmp (v[lo].path, p, plen) != 0)
     return false;
-  c = (unsigned char) v[lo].path[plen];
+  c = (unsigned char)v[lo].path[plen];
   if (c == '/')
     return true;
   if (c > '/')
@@ -554,7 +557,7 @@ assemble (struct dataset *ds, const struct build *b, const struct input *in)
 
   for (i = 0; i < b->ndirs; i++)
     if (b->why[d[i].src] == 0)
-      ds->dirs[ds->ndirs++] = d[i].path;       /* already in the arena */
+      ds->dirs[ds->ndirs++] = d[i].path; /* already in the arena */
 
   for (i = 0; i < b->n; i++)
     {
@@ -579,7 +582,7 @@ dataset_free (struct dataset *ds)
 {
   if (ds == NULL)
     return;
-  free (ds->buckets);           /* the names are in the arena */
+  free (ds->buckets); /* the names are in the arena */
   free (ds->files);
   free (ds->dirs);
   free (ds->left);
@@ -622,7 +625,7 @@ dataset_from_listing (struct dataset *ds, const char *bucket,
 
   prefixlen = strlen (prefix);
   slash = memrchr (prefix, '/', prefixlen);
-  dirlen = slash ? (size_t) (slash - prefix) + 1 : 0;
+  dirlen = slash ? (size_t)(slash - prefix) + 1 : 0;
 
   if (build_init (&b, l->n, ds->arena) == -1)
     goto nomem;
@@ -633,7 +636,8 @@ dataset_from_listing (struct dataset *ds, const char *bucket,
         {
           s3bd_fail (err, S3BD_EINVAL,
                      "listing of s3://%s/%s: key \"%s\" is not under the "
-                     "prefix", bucket, prefix, key);
+                     "prefix",
+                     bucket, prefix, key);
           goto fail;
         }
       keylen = strlen (key);
@@ -655,8 +659,8 @@ dataset_from_listing (struct dataset *ds, const char *bucket,
   return 0;
 
 nomem:
-  s3bd_fail (err, S3BD_ENOMEM, "dataset of s3://%s/%s: out of memory",
-             bucket, prefix);
+  s3bd_fail (err, S3BD_ENOMEM, "dataset of s3://%s/%s: out of memory", bucket,
+             prefix);
 fail:
   build_free (&b);
   dataset_free (ds);
@@ -665,8 +669,7 @@ fail:
 
 int
 dataset_from_manifest (struct dataset *ds, const struct manifest *m,
-                       const struct s3_object *found,
-                       struct s3bd_error *err)
+                       const struct s3_object *found, struct s3bd_error *err)
 {
   struct input in = { found, m->v, NULL };
   struct buckets bk;
@@ -708,7 +711,7 @@ dataset_from_manifest (struct dataset *ds, const struct manifest *m,
   if (assemble (ds, &b, &in) == -1)
     goto nomem;
   build_free (&b);
-  ds_buckets_free (&bk);           /* bk.v is the dataset's now */
+  ds_buckets_free (&bk); /* bk.v is the dataset's now */
   free (bidx);
   return 0;
 

@@ -14,17 +14,19 @@
 /* Open addressing, linear probing, at most half full.  The map does not
  * own its strings.
  */
-struct strmap {
-  const char **keys;            /* NULL: free slot */
+struct strmap
+{
+  const char **keys; /* NULL: free slot */
   uint32_t *vals;
-  size_t cap;                   /* a power of two, or 0 */
+  size_t cap; /* a power of two, or 0 */
   size_t n;
 };
 
 /* A list of bucket names, interned: index of name, adding a copy (in
  * arena) when it is new.  All zeros is an empty list.
  */
-struct buckets {
+struct buckets
+{
   char **v;
   size_t n, cap;
   struct strmap map;

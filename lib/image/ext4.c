@@ -52,21 +52,23 @@
 #define EXTRA_ISIZE 32
 #define LOST_FOUND_INO 11
 #define FIRST_DIR_INO 12
-#define MAX_EXTENT_LEN 32768u       /* blocks in an initialised extent */
-#define EXTENTS_PER_BLOCK ((BS - 12) / 12)   /* 340 */
-#define DATA_ALIGN 256              /* data region starts on 1 MiB */
+#define MAX_EXTENT_LEN 32768u              /* blocks in an initialised extent */
+#define EXTENTS_PER_BLOCK ((BS - 12) / 12) /* 340 */
+#define DATA_ALIGN 256                     /* data region starts on 1 MiB */
 
-struct child {
+struct child
+{
   const char *name;
   uint32_t len;
   uint32_t ino;
-  uint8_t type;                     /* EXT2_FT_DIR or EXT2_FT_REG_FILE */
+  uint8_t type; /* EXT2_FT_DIR or EXT2_FT_REG_FILE */
 };
 
-struct dir {
-  const char *path;                 /* not NUL-terminated at len */
+struct dir
+{
+  const char *path; /* not NUL-terminated at len */
   size_t len;
-  uint32_t parent;                  /* index in dirs */
+  uint32_t parent; /* index in dirs */
   uint32_t ino;
   uint32_t parent_ino;
   uint32_t nsubdirs;
@@ -75,15 +77,16 @@ struct dir {
   uint64_t first_block, nblocks;
 };
 
-struct builder {
+struct builder
+{
   const struct ext4_params *p;
   struct ext4_file *files;
   size_t nfiles;
   struct dir *dirs;
   size_t ndirs, dirs_cap;
-  uint32_t *map;                    /* dir index + 1, by path hash */
+  uint32_t *map; /* dir index + 1, by path hash */
   size_t map_cap;
-  uint32_t *file_ino;               /* per file */
+  uint32_t *file_ino; /* per file */
   uint64_t dir_blocks, extent_blocks, data_blocks;
   ext2_filsys fs;
   struct memstore *store;
@@ -93,9 +96,8 @@ struct builder {
 static int
 fail_ext2 (struct builder *b, errcode_t e, const char *what)
 {
-  return s3bd_fail (b->err, e == EXT2_ET_NO_MEMORY ? S3BD_ENOMEM
-                    : S3BD_EINVAL, "building the ext4 image: %s: %s", what,
-                    error_message (e));
+  return s3bd_fail (b->err, e == EXT2_ET_NO_MEMORY ? S3BD_ENOMEM : S3BD_EINVAL,
+                    "building the ext4 image: %s: %s", what, error_message (e));
 }
 
 static uint64_t
@@ -112,7 +114,7 @@ path_hash (const char *s, size_t len)
   uint64_t h = 0xcbf29ce484222325ULL;
 
   for (size_t i = 0; i < len; i++)
-    h = (h ^ (unsigned char) s[i]) * 0x100000001b3ULL;
+    h = (h ^ (unsigned char)s[i]) * 0x100000001b3ULL;
   return h;
 }
 
@@ -125,8 +127,9 @@ map_slot (struct builder *b, const char *path, size_t len)
     {
       uint32_t d = b->map[i];
 
-      if (d == 0 || (b->dirs[d - 1].len == len
-                     && memcmp (b->dirs[d - 1].path, path, len) == 0))
+      if (d == 0
+          || (b->dirs[d - 1].len == len
+              && memcmp (b->dirs[d - 1].path, path, len) == 0))
         return &b->map[i];
     }
 }
@@ -147,8 +150,7 @@ map_grow (struct builder *b)
     }
   for (size_t i = 0; i < oldcap; i++)
     if (old[i])
-      *map_slot (b, b->dirs[old[i] - 1].path, b->dirs[old[i] - 1].len)
-        = old[i];
+      *map_slot (b, b->dirs[old[i] - 1].path, b->dirs[old[i] - 1].len) = old[i];
   free (old);
   return 0;
 }
@@ -167,7 +169,7 @@ ensure_dir (struct builder *b, const char *path, size_t len)
     return -1;
   slot = map_slot (b, path, len);
   if (*slot)
-    return (long) *slot - 1;
+    return (long)*slot - 1;
   if (len > 0)
     {
       slash = NULL;
@@ -177,7 +179,7 @@ ensure_dir (struct builder *b, const char *path, size_t len)
             slash = path + i - 1;
             break;
           }
-      parent = ensure_dir (b, path, slash ? (size_t) (slash - path) : 0);
+      parent = ensure_dir (b, path, slash ? (size_t)(slash - path) : 0);
       if (parent < 0)
         return -1;
     }
@@ -194,12 +196,12 @@ ensure_dir (struct builder *b, const char *path, size_t len)
       b->dirs = d;
       b->dirs_cap = cap;
     }
-  b->dirs[b->ndirs] = (struct dir) { .path = path, .len = len,
-                                     .parent = (uint32_t) parent };
+  b->dirs[b->ndirs]
+      = (struct dir){ .path = path, .len = len, .parent = (uint32_t)parent };
   b->ndirs++;
   /* The table may have grown while making the parents. */
-  *map_slot (b, path, len) = (uint32_t) b->ndirs;
-  return (long) b->ndirs - 1;
+  *map_slot (b, path, len) = (uint32_t)b->ndirs;
+  return (long)b->ndirs - 1;
 }
 
 static int
@@ -216,7 +218,7 @@ add_child (struct dir *d, const char *name, size_t len, uint32_t ino,
       d->kids = k;
       d->cap = cap;
     }
-  d->kids[d->nkids++] = (struct child) { name, (uint32_t) len, ino, type };
+  d->kids[d->nkids++] = (struct child){ name, (uint32_t)len, ino, type };
   return 0;
 }
 
@@ -234,8 +236,8 @@ static const struct builder *sort_builder;
 static int
 dir_order_cmp (const void *a, const void *b)
 {
-  const struct dir *x = &sort_builder->dirs[*(const uint32_t *) a];
-  const struct dir *y = &sort_builder->dirs[*(const uint32_t *) b];
+  const struct dir *x = &sort_builder->dirs[*(const uint32_t *)a];
+  const struct dir *y = &sort_builder->dirs[*(const uint32_t *)b];
   int r = memcmp (x->path, y->path, x->len < y->len ? x->len : y->len);
 
   return r ? r : (x->len > y->len) - (x->len < y->len);
@@ -275,10 +277,9 @@ build_tree (struct builder *b, const char *const *dirs, size_t ndirs)
     {
       const char *path = b->files[i].path;
       const char *slash = strrchr (path, '/');
-      size_t plen = slash ? (size_t) (slash - path) : 0;
+      size_t plen = slash ? (size_t)(slash - path) : 0;
 
-      if (last < 0 || plen != last_len
-          || memcmp (path, last_parent, plen) != 0)
+      if (last < 0 || plen != last_len || memcmp (path, last_parent, plen) != 0)
         {
           last = ensure_dir (b, path, plen);
           if (last < 0)
@@ -286,7 +287,7 @@ build_tree (struct builder *b, const char *const *dirs, size_t ndirs)
           last_parent = path;
           last_len = plen;
         }
-      b->file_ino[i] = (uint32_t) last;   /* parent for now */
+      b->file_ino[i] = (uint32_t)last; /* parent for now */
     }
 
   /* Inode numbers: directories in path order, then files. */
@@ -294,7 +295,7 @@ build_tree (struct builder *b, const char *const *dirs, size_t ndirs)
   if (order == NULL)
     goto nomem;
   for (size_t i = 0; i < b->ndirs; i++)
-    order[i] = (uint32_t) i;
+    order[i] = (uint32_t)i;
   sort_builder = b;
   qsort (order + 2, b->ndirs - 2, sizeof *order, dir_order_cmp);
   b->dirs[0].ino = EXT2_ROOT_INO;
@@ -310,8 +311,7 @@ build_tree (struct builder *b, const char *const *dirs, size_t ndirs)
       size_t nl;
       const char *name = last_segment (d->path, d->len, &nl);
 
-      if (add_child (&b->dirs[d->parent], name, nl, d->ino, EXT2_FT_DIR)
-          == -1)
+      if (add_child (&b->dirs[d->parent], name, nl, d->ino, EXT2_FT_DIR) == -1)
         goto nomem;
       b->dirs[d->parent].nsubdirs++;
     }
@@ -329,8 +329,7 @@ build_tree (struct builder *b, const char *const *dirs, size_t ndirs)
           goto out;
         }
       b->file_ino[i] = ino++;
-      if (add_child (parent, name, nl, b->file_ino[i], EXT2_FT_REG_FILE)
-          == -1)
+      if (add_child (parent, name, nl, b->file_ino[i], EXT2_FT_REG_FILE) == -1)
         goto nomem;
     }
   for (size_t i = 0; i < b->ndirs; i++)
@@ -342,9 +341,11 @@ build_tree (struct builder *b, const char *const *dirs, size_t ndirs)
       for (size_t k = 1; k < d->nkids; k++)
         if (child_cmp (&d->kids[k - 1], &d->kids[k]) == 0)
           {
-            s3bd_fail (b->err, S3BD_EINVAL, "two entries named '%.*s' in "
-                       "directory '/%.*s'", (int) d->kids[k].len,
-                       d->kids[k].name, (int) d->len, d->path);
+            s3bd_fail (b->err, S3BD_EINVAL,
+                       "two entries named '%.*s' in "
+                       "directory '/%.*s'",
+                       (int)d->kids[k].len, d->kids[k].name, (int)d->len,
+                       d->path);
             goto out;
           }
     }
@@ -352,7 +353,8 @@ build_tree (struct builder *b, const char *const *dirs, size_t ndirs)
   goto out;
 
 nomem:
-  s3bd_fail (b->err, S3BD_ENOMEM, "out of memory building the directory "
+  s3bd_fail (b->err, S3BD_ENOMEM,
+             "out of memory building the directory "
              "tree");
 out:
   free (order);
@@ -364,7 +366,7 @@ out:
 static size_t
 rec_len (size_t namelen)
 {
-  return (8 + namelen + 3) & ~(size_t) 3;
+  return (8 + namelen + 3) & ~(size_t)3;
 }
 
 /* Walks a directory's entries as they are packed into blocks ("." and
@@ -376,7 +378,8 @@ typedef void (*entry_fn) (void *arg, uint64_t blk, size_t off, size_t len,
                           const char *name, size_t namelen, uint32_t ino,
                           uint8_t type);
 
-struct pending {
+struct pending
+{
   bool valid;
   uint64_t blk;
   size_t off, len, namelen;
@@ -415,10 +418,18 @@ dir_layout (const struct dir *d, entry_fn fn, void *arg)
         }
       else
         emit_pending (&pe, false, fn, arg);
-      pe = (struct pending) {
-        true, blk, off, len, nl, k ? k->name : i == 0 ? "." : "..",
-        k ? k->ino : i == 0 ? d->ino : d->parent_ino,
-        k ? k->type : EXT2_FT_DIR };
+      pe = (struct pending){ true,
+                             blk,
+                             off,
+                             len,
+                             nl,
+                             k        ? k->name
+                             : i == 0 ? "."
+                                      : "..",
+                             k        ? k->ino
+                             : i == 0 ? d->ino
+                                      : d->parent_ino,
+                             k ? k->type : EXT2_FT_DIR };
       off += len;
     }
   emit_pending (&pe, true, fn, arg);
@@ -429,8 +440,7 @@ dir_layout (const struct dir *d, entry_fn fn, void *arg)
 static uint64_t
 extent_tree_blocks (uint64_t nblocks, int *depth)
 {
-  uint64_t extents = nblocks / MAX_EXTENT_LEN + (nblocks % MAX_EXTENT_LEN
-                                                 != 0);
+  uint64_t extents = nblocks / MAX_EXTENT_LEN + (nblocks % MAX_EXTENT_LEN != 0);
   uint64_t leaves, idx;
 
   *depth = 0;
@@ -444,22 +454,22 @@ extent_tree_blocks (uint64_t nblocks, int *depth)
   *depth = 2;
   if (idx <= 4)
     return leaves + idx;
-  *depth = 3;   /* beyond 2^48 bytes: not an S3 object */
+  *depth = 3; /* beyond 2^48 bytes: not an S3 object */
   return 0;
 }
 
 /* ---- Layout ---- */
 
 static int
-set_params (struct builder *b, struct ext2_super_block *param,
-            uint64_t blocks, uint64_t inodes)
+set_params (struct builder *b, struct ext2_super_block *param, uint64_t blocks,
+            uint64_t inodes)
 {
   uint64_t groups = (blocks + 32767) / 32768;
   unsigned log_flex = 0;
 
   memset (param, 0, sizeof *param);
   param->s_rev_level = EXT2_DYNAMIC_REV;
-  param->s_log_block_size = 2;        /* 4 KiB */
+  param->s_log_block_size = 2; /* 4 KiB */
   param->s_inode_size = INODE_SIZE;
   param->s_desc_size = EXT2_MIN_DESC_SIZE_64BIT;
   ext2fs_set_feature_64bit (param);
@@ -467,7 +477,7 @@ set_params (struct builder *b, struct ext2_super_block *param,
   if (inodes > UINT32_MAX)
     return s3bd_fail (b->err, S3BD_EINVAL,
                       "%" PRIu64 " inodes: ext4 holds at most 2^32", inodes);
-  param->s_inodes_count = (uint32_t) inodes;
+  param->s_inodes_count = (uint32_t)inodes;
   ext2fs_set_feature_extents (param);
   ext2fs_set_feature_flex_bg (param);
   ext2fs_set_feature_filetype (param);
@@ -480,9 +490,9 @@ set_params (struct builder *b, struct ext2_super_block *param,
   /* One flex group for the whole file system packs all bitmaps and inode
    * tables at the front.
    */
-  while (log_flex < 31 && ((uint64_t) 1 << log_flex) < groups)
+  while (log_flex < 31 && ((uint64_t)1 << log_flex) < groups)
     log_flex++;
-  param->s_log_groups_per_flex = (uint8_t) (log_flex ? log_flex : 1);
+  param->s_log_groups_per_flex = (uint8_t)(log_flex ? log_flex : 1);
   param->s_backup_bgs[0] = param->s_backup_bgs[1] = 0;
   param->s_min_extra_isize = EXTRA_ISIZE;
   param->s_want_extra_isize = EXTRA_ISIZE;
@@ -495,7 +505,7 @@ reserve (struct builder *b, uint64_t start, uint64_t count)
   /* ext2fs_block_alloc_stats_range takes a 32-bit count. */
   while (count)
     {
-      unsigned n = count > (1u << 30) ? 1u << 30 : (unsigned) count;
+      unsigned n = count > (1u << 30) ? 1u << 30 : (unsigned)count;
 
       ext2fs_block_alloc_stats_range (b->fs, start, n, +1);
       start += n;
@@ -528,17 +538,18 @@ layout (struct builder *b, uint64_t inodes, uint64_t *ext_start,
       groups = blocks / 32768 + 1;
       blocks += 2 * groups + (inodes + groups * 16) * INODE_SIZE / BS
                 + groups * EXT2_MIN_DESC_SIZE_64BIT / BS + 2;
-      if (blocks > ((uint64_t) 1 << 48))
-        return s3bd_fail (b->err, S3BD_EINVAL, "the image would need %"
-                          PRIu64 " blocks; ext4 holds at most 2^48",
+      if (blocks > ((uint64_t)1 << 48))
+        return s3bd_fail (b->err, S3BD_EINVAL,
+                          "the image would need %" PRIu64
+                          " blocks; ext4 holds at most 2^48",
                           blocks);
       if (set_params (b, &param, blocks, inodes) == -1)
         return -1;
       if (b->fs)
         ext2fs_free (b->fs);
       b->fs = NULL;
-      e = ext2fs_initialize (memstore_name (b->store), EXT2_FLAG_64BITS,
-                             &param, memstore_io_manager (), &b->fs);
+      e = ext2fs_initialize (memstore_name (b->store), EXT2_FLAG_64BITS, &param,
+                             memstore_io_manager (), &b->fs);
       if (e)
         return fail_ext2 (b, e, "ext2fs_initialize");
       e = ext2fs_allocate_tables (b->fs);
@@ -564,7 +575,8 @@ layout (struct builder *b, uint64_t inodes, uint64_t *ext_start,
       e = ext2fs_find_first_set_block_bitmap2 (b->fs->block_map, first_free,
                                                have - 1, &probe);
       if (e != ENOENT)
-        return s3bd_fail (b->err, S3BD_EINVAL, "building the ext4 image: "
+        return s3bd_fail (b->err, S3BD_EINVAL,
+                          "building the ext4 image: "
                           "used blocks after the group tables");
       start = (first_free + meta + DATA_ALIGN - 1) / DATA_ALIGN * DATA_ALIGN;
       if (start + b->data_blocks <= have)
@@ -596,14 +608,14 @@ put_time (uint32_t *lo, uint32_t *extra, int64_t sec, uint32_t nsec)
   /* Low 32 bits of the seconds, signed; the extra field holds two more
    * epoch bits and the nanoseconds.
    */
-  *lo = (uint32_t) sec;
-  *extra = ((uint32_t) ((sec - (int64_t) (int32_t) *lo) >> 32) & 3)
-           | (nsec << 2);
+  *lo = (uint32_t)sec;
+  *extra = ((uint32_t)((sec - (int64_t)(int32_t)*lo) >> 32) & 3) | (nsec << 2);
 }
 
-struct extent_ctx {
+struct extent_ctx
+{
   struct builder *b;
-  uint64_t next_tree_block;         /* the extent-tree region */
+  uint64_t next_tree_block; /* the extent-tree region */
 };
 
 /* Writes the extent tree for [pblk, pblk + nblocks) into the inode and,
@@ -613,9 +625,8 @@ static int
 write_extents (struct extent_ctx *ctx, struct ext2_inode_large *ino,
                uint64_t pblk, uint64_t nblocks, uint64_t *tree_blocks)
 {
-  struct ext3_extent_header *h = (struct ext3_extent_header *) ino->i_block;
-  uint64_t extents = nblocks / MAX_EXTENT_LEN + (nblocks % MAX_EXTENT_LEN
-                                                 != 0);
+  struct ext3_extent_header *h = (struct ext3_extent_header *)ino->i_block;
+  uint64_t extents = nblocks / MAX_EXTENT_LEN + (nblocks % MAX_EXTENT_LEN != 0);
   int depth;
   uint64_t nleaves, nidx;
   unsigned char blk[BS];
@@ -627,17 +638,17 @@ write_extents (struct extent_ctx *ctx, struct ext2_inode_large *ino,
   h->eh_max = 4;
   if (depth == 0)
     {
-      struct ext3_extent *x = (struct ext3_extent *) (h + 1);
+      struct ext3_extent *x = (struct ext3_extent *)(h + 1);
 
-      h->eh_entries = (uint16_t) extents;
+      h->eh_entries = (uint16_t)extents;
       for (uint64_t i = 0; i < extents; i++)
         {
           uint64_t l = nblocks - i * MAX_EXTENT_LEN;
 
-          x[i].ee_block = (uint32_t) (i * MAX_EXTENT_LEN);
-          x[i].ee_len = (uint16_t) (l > MAX_EXTENT_LEN ? MAX_EXTENT_LEN : l);
-          x[i].ee_start = (uint32_t) (pblk + i * MAX_EXTENT_LEN);
-          x[i].ee_start_hi = (uint16_t) ((pblk + i * MAX_EXTENT_LEN) >> 32);
+          x[i].ee_block = (uint32_t)(i * MAX_EXTENT_LEN);
+          x[i].ee_len = (uint16_t)(l > MAX_EXTENT_LEN ? MAX_EXTENT_LEN : l);
+          x[i].ee_start = (uint32_t)(pblk + i * MAX_EXTENT_LEN);
+          x[i].ee_start_hi = (uint16_t)((pblk + i * MAX_EXTENT_LEN) >> 32);
         }
       return 0;
     }
@@ -647,33 +658,31 @@ write_extents (struct extent_ctx *ctx, struct ext2_inode_large *ino,
 
   /* Leaves first, contiguous, then the index blocks of depth 2. */
   nleaves = (extents + EXTENTS_PER_BLOCK - 1) / EXTENTS_PER_BLOCK;
-  nidx = depth == 2 ? (nleaves + EXTENTS_PER_BLOCK - 1) / EXTENTS_PER_BLOCK
-                    : 0;
+  nidx = depth == 2 ? (nleaves + EXTENTS_PER_BLOCK - 1) / EXTENTS_PER_BLOCK : 0;
   uint64_t leaf0 = ctx->next_tree_block;
   uint64_t idx0 = leaf0 + nleaves;
 
   for (uint64_t L = 0; L < nleaves; L++)
     {
-      struct ext3_extent_header *lh = (struct ext3_extent_header *) blk;
-      struct ext3_extent *x = (struct ext3_extent *) (lh + 1);
+      struct ext3_extent_header *lh = (struct ext3_extent_header *)blk;
+      struct ext3_extent *x = (struct ext3_extent *)(lh + 1);
       uint64_t first = L * EXTENTS_PER_BLOCK;
       uint64_t n = extents - first < EXTENTS_PER_BLOCK ? extents - first
                                                        : EXTENTS_PER_BLOCK;
 
       memset (blk, 0, BS);
       lh->eh_magic = EXT3_EXT_MAGIC;
-      lh->eh_entries = (uint16_t) n;
+      lh->eh_entries = (uint16_t)n;
       lh->eh_max = EXTENTS_PER_BLOCK;
       for (uint64_t i = 0; i < n; i++)
         {
           uint64_t ext = first + i;
           uint64_t l = nblocks - ext * MAX_EXTENT_LEN;
 
-          x[i].ee_block = (uint32_t) (ext * MAX_EXTENT_LEN);
-          x[i].ee_len = (uint16_t) (l > MAX_EXTENT_LEN ? MAX_EXTENT_LEN : l);
-          x[i].ee_start = (uint32_t) (pblk + ext * MAX_EXTENT_LEN);
-          x[i].ee_start_hi = (uint16_t) ((pblk + ext * MAX_EXTENT_LEN)
-                                         >> 32);
+          x[i].ee_block = (uint32_t)(ext * MAX_EXTENT_LEN);
+          x[i].ee_len = (uint16_t)(l > MAX_EXTENT_LEN ? MAX_EXTENT_LEN : l);
+          x[i].ee_start = (uint32_t)(pblk + ext * MAX_EXTENT_LEN);
+          x[i].ee_start_hi = (uint16_t)((pblk + ext * MAX_EXTENT_LEN) >> 32);
         }
       e = io_channel_write_blk64 (ctx->b->fs->io, leaf0 + L, 1, blk);
       if (e)
@@ -683,44 +692,44 @@ write_extents (struct extent_ctx *ctx, struct ext2_inode_large *ino,
   {
     uint64_t nchildren = depth == 1 ? nleaves : nidx;
     uint64_t child0 = depth == 1 ? leaf0 : idx0;
-    uint64_t span = (uint64_t) MAX_EXTENT_LEN * EXTENTS_PER_BLOCK
+    uint64_t span = (uint64_t)MAX_EXTENT_LEN * EXTENTS_PER_BLOCK
                     * (depth == 1 ? 1 : EXTENTS_PER_BLOCK);
-    struct ext3_extent_idx *ix = (struct ext3_extent_idx *) (h + 1);
+    struct ext3_extent_idx *ix = (struct ext3_extent_idx *)(h + 1);
 
     if (depth == 2)
       for (uint64_t I = 0; I < nidx; I++)
         {
-          struct ext3_extent_header *ih = (struct ext3_extent_header *) blk;
-          struct ext3_extent_idx *y = (struct ext3_extent_idx *) (ih + 1);
+          struct ext3_extent_header *ih = (struct ext3_extent_header *)blk;
+          struct ext3_extent_idx *y = (struct ext3_extent_idx *)(ih + 1);
           uint64_t first = I * EXTENTS_PER_BLOCK;
-          uint64_t n = nleaves - first < EXTENTS_PER_BLOCK
-                       ? nleaves - first : EXTENTS_PER_BLOCK;
+          uint64_t n = nleaves - first < EXTENTS_PER_BLOCK ? nleaves - first
+                                                           : EXTENTS_PER_BLOCK;
 
           memset (blk, 0, BS);
           ih->eh_magic = EXT3_EXT_MAGIC;
-          ih->eh_entries = (uint16_t) n;
+          ih->eh_entries = (uint16_t)n;
           ih->eh_max = EXTENTS_PER_BLOCK;
           ih->eh_depth = 1;
           for (uint64_t i = 0; i < n; i++)
             {
               uint64_t leaf = first + i;
 
-              y[i].ei_block = (uint32_t) (leaf * EXTENTS_PER_BLOCK
-                                          * MAX_EXTENT_LEN);
-              y[i].ei_leaf = (uint32_t) (leaf0 + leaf);
-              y[i].ei_leaf_hi = (uint16_t) ((leaf0 + leaf) >> 32);
+              y[i].ei_block
+                  = (uint32_t)(leaf * EXTENTS_PER_BLOCK * MAX_EXTENT_LEN);
+              y[i].ei_leaf = (uint32_t)(leaf0 + leaf);
+              y[i].ei_leaf_hi = (uint16_t)((leaf0 + leaf) >> 32);
             }
           e = io_channel_write_blk64 (ctx->b->fs->io, idx0 + I, 1, blk);
           if (e)
             return fail_ext2 (ctx->b, e, "writing an extent index");
         }
-    h->eh_depth = (uint16_t) depth;
-    h->eh_entries = (uint16_t) nchildren;
+    h->eh_depth = (uint16_t)depth;
+    h->eh_entries = (uint16_t)nchildren;
     for (uint64_t i = 0; i < nchildren; i++)
       {
-        ix[i].ei_block = (uint32_t) (i * span);
-        ix[i].ei_leaf = (uint32_t) (child0 + i);
-        ix[i].ei_leaf_hi = (uint16_t) ((child0 + i) >> 32);
+        ix[i].ei_block = (uint32_t)(i * span);
+        ix[i].ei_leaf = (uint32_t)(child0 + i);
+        ix[i].ei_leaf_hi = (uint16_t)((child0 + i) >> 32);
       }
   }
   ctx->next_tree_block += *tree_blocks;
@@ -730,10 +739,10 @@ write_extents (struct extent_ctx *ctx, struct ext2_inode_large *ino,
 static void
 set_owner (struct ext2_inode_large *ino, const struct ext4_params *p)
 {
-  ino->i_uid = (uint16_t) p->uid;
-  ino->osd2.linux2.l_i_uid_high = (uint16_t) (p->uid >> 16);
-  ino->i_gid = (uint16_t) p->gid;
-  ino->osd2.linux2.l_i_gid_high = (uint16_t) (p->gid >> 16);
+  ino->i_uid = (uint16_t)p->uid;
+  ino->osd2.linux2.l_i_uid_high = (uint16_t)(p->uid >> 16);
+  ino->i_gid = (uint16_t)p->gid;
+  ino->osd2.linux2.l_i_gid_high = (uint16_t)(p->gid >> 16);
 }
 
 static void
@@ -750,18 +759,19 @@ set_blocks (struct ext2_inode_large *ino, uint64_t fs_blocks)
 {
   uint64_t sectors = fs_blocks * (BS / 512);
 
-  ino->i_blocks = (uint32_t) sectors;
-  ino->osd2.linux2.l_i_blocks_hi = (uint16_t) (sectors >> 32);
+  ino->i_blocks = (uint32_t)sectors;
+  ino->osd2.linux2.l_i_blocks_hi = (uint16_t)(sectors >> 32);
 }
 
 /* Inode table writing: inodes are composed into their group's table in
  * memory and each table block is written once.
  */
-struct itable {
+struct itable
+{
   struct builder *b;
-  dgrp_t group;                     /* group whose table is in buf */
-  unsigned char *buf;               /* inodes_per_group * INODE_SIZE */
-  uint32_t lo, hi;                  /* used inode range in buf, 1-based */
+  dgrp_t group;       /* group whose table is in buf */
+  unsigned char *buf; /* inodes_per_group * INODE_SIZE */
+  uint32_t lo, hi;    /* used inode range in buf, 1-based */
 };
 
 static int
@@ -779,11 +789,10 @@ itable_flush (struct itable *t)
   last = (t->hi - 1) / per_block;
   e = io_channel_write_blk64 (fs->io,
                               ext2fs_inode_table_loc (fs, t->group) + first,
-                              (int) (last - first + 1),
-                              t->buf + first * BS);
+                              (int)(last - first + 1), t->buf + first * BS);
   if (e)
     return fail_ext2 (t->b, e, "writing an inode table");
-  memset (t->buf, 0, (size_t) ipg * INODE_SIZE);
+  memset (t->buf, 0, (size_t)ipg * INODE_SIZE);
   t->lo = t->hi = 0;
   return 0;
 }
@@ -801,7 +810,7 @@ itable_put (struct itable *t, ext2_ino_t ino,
   if (g != t->group && itable_flush (t) == -1)
     return -1;
   t->group = g;
-  memcpy (t->buf + (size_t) (idx - 1) * INODE_SIZE, inode, sizeof *inode);
+  memcpy (t->buf + (size_t)(idx - 1) * INODE_SIZE, inode, sizeof *inode);
   if (t->lo == 0)
     t->lo = idx;
   t->hi = idx;
@@ -810,15 +819,15 @@ itable_put (struct itable *t, ext2_ino_t ino,
 }
 
 static void
-emit_entry (void *arg, uint64_t blk, size_t off, size_t len,
-            const char *name, size_t namelen, uint32_t ino, uint8_t type)
+emit_entry (void *arg, uint64_t blk, size_t off, size_t len, const char *name,
+            size_t namelen, uint32_t ino, uint8_t type)
 {
-  unsigned char *p = (unsigned char *) arg + blk * BS + off;
-  struct ext2_dir_entry_2 *de = (struct ext2_dir_entry_2 *) p;
+  unsigned char *p = (unsigned char *)arg + blk * BS + off;
+  struct ext2_dir_entry_2 *de = (struct ext2_dir_entry_2 *)p;
 
   de->inode = ino;
-  de->rec_len = (uint16_t) len;
-  de->name_len = (uint8_t) namelen;
+  de->rec_len = (uint16_t)len;
+  de->name_len = (uint8_t)namelen;
   de->file_type = type;
   memcpy (de->name, name, namelen);
 }
@@ -840,8 +849,10 @@ write_dirs (struct builder *b, struct itable *t)
     return s3bd_fail (b->err, S3BD_ENOMEM, "out of memory");
   for (size_t i = 0; i < b->ndirs; i++)
     order[b->dirs[i].ino == EXT2_ROOT_INO ? 0
-          : b->dirs[i].ino == LOST_FOUND_INO ? 1
-          : b->dirs[i].ino - FIRST_DIR_INO + 2] = (uint32_t) i;
+          : b->dirs[i].ino == LOST_FOUND_INO
+              ? 1
+              : b->dirs[i].ino - FIRST_DIR_INO + 2]
+        = (uint32_t)i;
   for (size_t k = 0; k < b->ndirs; k++)
     {
       const struct dir *d = &b->dirs[order[k]];
@@ -864,8 +875,8 @@ write_dirs (struct builder *b, struct itable *t)
         }
       memset (buf, 0, d->nblocks * BS);
       dir_layout (d, emit_entry, buf);
-      e = io_channel_write_blk64 (b->fs->io, d->first_block,
-                                  (int) d->nblocks, buf);
+      e = io_channel_write_blk64 (b->fs->io, d->first_block, (int)d->nblocks,
+                                  buf);
       if (e)
         {
           fail_ext2 (b, e, "writing a directory");
@@ -874,28 +885,28 @@ write_dirs (struct builder *b, struct itable *t)
       reserve (b, d->first_block, d->nblocks);
 
       memset (&ino, 0, sizeof ino);
-      ino.i_mode = LINUX_S_IFDIR
-                   | (d->ino == LOST_FOUND_INO ? 0700 : p->dir_mode);
+      ino.i_mode
+          = LINUX_S_IFDIR | (d->ino == LOST_FOUND_INO ? 0700 : p->dir_mode);
       set_owner (&ino, p);
       if (d->ino == LOST_FOUND_INO)
         ino.i_uid = ino.i_gid = ino.osd2.linux2.l_i_uid_high
-          = ino.osd2.linux2.l_i_gid_high = 0;
-      ino.i_size = (uint32_t) (d->nblocks * BS);
-      ino.i_size_high = (uint32_t) ((d->nblocks * BS) >> 32);
+            = ino.osd2.linux2.l_i_gid_high = 0;
+      ino.i_size = (uint32_t)(d->nblocks * BS);
+      ino.i_size_high = (uint32_t)((d->nblocks * BS) >> 32);
       set_times (&ino, p->time, 0);
       /* dir_nlink: a link count past the limit is written as 1. */
-      ino.i_links_count = d->nsubdirs + 2 >= EXT2_LINK_MAX
-                          ? 1 : (uint16_t) (d->nsubdirs + 2);
+      ino.i_links_count
+          = d->nsubdirs + 2 >= EXT2_LINK_MAX ? 1 : (uint16_t)(d->nsubdirs + 2);
       ino.i_flags = EXT4_EXTENTS_FL;
       ino.i_extra_isize = EXTRA_ISIZE;
-      if (write_extents (&none, &ino, d->first_block, d->nblocks, &tree)
-          == -1)
+      if (write_extents (&none, &ino, d->first_block, d->nblocks, &tree) == -1)
         goto out;
       if (tree)
         {
-          s3bd_fail (b->err, S3BD_EINVAL, "directory '/%.*s' is too large "
-                     "(%" PRIu64 " blocks)", (int) d->len, d->path,
-                     d->nblocks);
+          s3bd_fail (b->err, S3BD_EINVAL,
+                     "directory '/%.*s' is too large "
+                     "(%" PRIu64 " blocks)",
+                     (int)d->len, d->path, d->nblocks);
           goto out;
         }
       set_blocks (&ino, d->nblocks);
@@ -927,8 +938,8 @@ write_files (struct builder *b, struct itable *t, uint64_t ext_start,
       memset (&ino, 0, sizeof ino);
       ino.i_mode = LINUX_S_IFREG | p->file_mode;
       set_owner (&ino, p);
-      ino.i_size = (uint32_t) f->size;
-      ino.i_size_high = (uint32_t) (f->size >> 32);
+      ino.i_size = (uint32_t)f->size;
+      ino.i_size_high = (uint32_t)(f->size >> 32);
       set_times (&ino, f->mtime, f->mtime_nsec);
       ino.i_links_count = 1;
       ino.i_flags = EXT4_EXTENTS_FL;
@@ -947,12 +958,11 @@ write_files (struct builder *b, struct itable *t, uint64_t ext_start,
 }
 
 int
-ext4_build (const struct ext4_params *p, struct ext4_file *files,
-            size_t nfiles, const char *const *dirs, size_t ndirs,
-            struct ext4_image *out, struct s3bd_error *err)
+ext4_build (const struct ext4_params *p, struct ext4_file *files, size_t nfiles,
+            const char *const *dirs, size_t ndirs, struct ext4_image *out,
+            struct s3bd_error *err)
 {
-  struct builder b = { .p = p, .files = files, .nfiles = nfiles,
-                       .err = err };
+  struct builder b = { .p = p, .files = files, .nfiles = nfiles, .err = err };
   struct itable t = { .b = &b };
   uint64_t inodes, ext_start = 0, data_start = 0;
   errcode_t e;
@@ -983,12 +993,14 @@ ext4_build (const struct ext4_params *p, struct ext4_file *files,
       b.extent_blocks += extent_tree_blocks (nb, &depth);
       if (depth > 2)
         {
-          s3bd_fail (err, S3BD_EINVAL, "%s: %" PRIu64 " bytes is too large "
-                     "for one file", files[i].path, files[i].size);
+          s3bd_fail (err, S3BD_EINVAL,
+                     "%s: %" PRIu64 " bytes is too large "
+                     "for one file",
+                     files[i].path, files[i].size);
           goto out;
         }
     }
-  inodes = (uint64_t) FIRST_DIR_INO + (b.ndirs - 2) + nfiles;
+  inodes = (uint64_t)FIRST_DIR_INO + (b.ndirs - 2) + nfiles;
   if (layout (&b, inodes, &ext_start, &data_start) == -1)
     goto out;
 
@@ -1000,11 +1012,11 @@ ext4_build (const struct ext4_params *p, struct ext4_file *files,
           sizeof b.fs->super->s_volume_name);
   b.fs->super->s_def_hash_version = EXT2_HASH_HALF_MD4;
   b.fs->super->s_mkfs_time = b.fs->super->s_wtime = b.fs->super->s_mtime
-    = b.fs->super->s_lastcheck = (uint32_t) p->time;
-  b.fs->super->s_max_mnt_count = (uint16_t) -1;
+      = b.fs->super->s_lastcheck = (uint32_t)p->time;
+  b.fs->super->s_max_mnt_count = (uint16_t)-1;
   b.fs->super->s_checkinterval = 0;
   b.fs->super->s_kbytes_written = 0;
-  b.fs->now = (time_t) p->time;
+  b.fs->now = (time_t)p->time;
 
   t.buf = calloc (b.fs->super->s_inodes_per_group, INODE_SIZE);
   if (t.buf == NULL)

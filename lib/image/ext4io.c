@@ -30,30 +30,33 @@
 
 #define PAGE EXT4_BLOCK_SIZE
 
-struct content {
+struct content
+{
   uint64_t hash;
-  uint32_t refs;             /* 0: free slot */
+  uint32_t refs; /* 0: free slot */
   uint32_t export_id;
   unsigned char *data;
 };
 
 /* Open addressing, linear probing, power-of-two sizes. */
-struct page_slot {
-  uint64_t page;             /* page number + 1; 0: empty */
+struct page_slot
+{
+  uint64_t page; /* page number + 1; 0: empty */
   uint32_t content;
 };
 
-struct memstore {
+struct memstore
+{
   struct page_slot *pages;
   size_t pages_cap, pages_used;
-  struct content *contents;  /* [0] unused: content 0 means none */
+  struct content *contents; /* [0] unused: content 0 means none */
   size_t ncontents, contents_cap;
-  uint32_t *free_ids;        /* contents whose refs fell to 0 */
+  uint32_t *free_ids; /* contents whose refs fell to 0 */
   size_t nfree, free_cap;
-  uint32_t *by_hash;         /* content ids, open addressing by hash */
+  uint32_t *by_hash; /* content ids, open addressing by hash */
   size_t by_hash_cap, by_hash_used;
   char name[64];
-  int failed;                /* ENOMEM seen */
+  int failed; /* ENOMEM seen */
 };
 
 static uint64_t
@@ -108,7 +111,7 @@ memstore_new (void)
       memstore_free (s);
       return NULL;
     }
-  snprintf (s->name, sizeof s->name, "s3bd-memstore:%p", (void *) s);
+  snprintf (s->name, sizeof s->name, "s3bd-memstore:%p", (void *)s);
   return s;
 }
 
@@ -173,7 +176,7 @@ static void
 page_remove (struct memstore *s, struct page_slot *slot)
 {
   size_t mask = s->pages_cap - 1;
-  size_t i = (size_t) (slot - s->pages);
+  size_t i = (size_t)(slot - s->pages);
 
   s->pages[i].page = 0;
   s->pages_used--;
@@ -227,7 +230,7 @@ by_hash_grow (struct memstore *s)
   for (size_t i = 0; i < oldcap; i++)
     if (old[i])
       *hash_find (s, s->contents[old[i]].hash, s->contents[old[i]].data)
-        = old[i];
+          = old[i];
   free (old);
   return 0;
 }
@@ -289,7 +292,7 @@ content_ref (struct memstore *s, const unsigned char *data)
           s->contents = c;
           s->contents_cap *= 2;
         }
-      id = (uint32_t) s->ncontents++;
+      id = (uint32_t)s->ncontents++;
     }
   if (s->contents[id].data == NULL
       && (s->contents[id].data = malloc (PAGE)) == NULL)
@@ -373,8 +376,7 @@ write_page (struct memstore *s, uint64_t page, const unsigned char *data)
 }
 
 static int
-store_rw (struct memstore *s, uint64_t off, size_t len, void *buf,
-          bool write)
+store_rw (struct memstore *s, uint64_t off, size_t len, void *buf, bool write)
 {
   unsigned char tmp[PAGE];
   unsigned char *p = buf;
@@ -382,7 +384,7 @@ store_rw (struct memstore *s, uint64_t off, size_t len, void *buf,
   while (len)
     {
       uint64_t page = off / PAGE;
-      size_t in = (size_t) (off % PAGE);
+      size_t in = (size_t)(off % PAGE);
       size_t n = PAGE - in < len ? PAGE - in : len;
 
       if (write && in == 0 && n == PAGE)
@@ -425,7 +427,7 @@ mem_open (const char *name, int flags, io_channel *channel)
   struct memstore *s = NULL;
   io_channel io;
 
-  if (sscanf (name, "s3bd-memstore:%p", (void **) &s) != 1 || s == NULL)
+  if (sscanf (name, "s3bd-memstore:%p", (void **)&s) != 1 || s == NULL)
     return EXT2_ET_BAD_DEVICE_NAME;
   io = calloc (1, sizeof *io);
   if (io == NULL)
@@ -465,15 +467,14 @@ mem_set_blksize (io_channel io, int blksize)
 static size_t
 span (io_channel io, int count)
 {
-  return count < 0 ? (size_t) -(long) count
-                   : (size_t) count * (size_t) io->block_size;
+  return count < 0 ? (size_t) - (long)count
+                   : (size_t)count * (size_t)io->block_size;
 }
 
 static errcode_t
-mem_read_blk64 (io_channel io, unsigned long long block, int count,
-                void *data)
+mem_read_blk64 (io_channel io, unsigned long long block, int count, void *data)
 {
-  store_rw (io->private_data, block * (uint64_t) io->block_size,
+  store_rw (io->private_data, block * (uint64_t)io->block_size,
             span (io, count), data, false);
   return 0;
 }
@@ -482,8 +483,9 @@ static errcode_t
 mem_write_blk64 (io_channel io, unsigned long long block, int count,
                  const void *data)
 {
-  if (store_rw (io->private_data, block * (uint64_t) io->block_size,
-                span (io, count), (void *) data, true) == -1)
+  if (store_rw (io->private_data, block * (uint64_t)io->block_size,
+                span (io, count), (void *)data, true)
+      == -1)
     return EXT2_ET_NO_MEMORY;
   return 0;
 }
@@ -495,17 +497,15 @@ mem_read_blk (io_channel io, unsigned long block, int count, void *data)
 }
 
 static errcode_t
-mem_write_blk (io_channel io, unsigned long block, int count,
-               const void *data)
+mem_write_blk (io_channel io, unsigned long block, int count, const void *data)
 {
   return mem_write_blk64 (io, block, count, data);
 }
 
 static errcode_t
-mem_write_byte (io_channel io, unsigned long offset, int size,
-                const void *data)
+mem_write_byte (io_channel io, unsigned long offset, int size, const void *data)
 {
-  if (store_rw (io->private_data, offset, (size_t) size, (void *) data, true)
+  if (store_rw (io->private_data, offset, (size_t)size, (void *)data, true)
       == -1)
     return EXT2_ET_NO_MEMORY;
   return 0;
@@ -559,9 +559,8 @@ memstore_export (struct memstore *s, struct ext4_image *img)
 {
   size_t n = 0, next = 0;
 
-  img->meta = malloc ((s->pages_used ? s->pages_used : 1)
-                      * sizeof *img->meta);
-  img->content = malloc ((s->ncontents ? s->ncontents : 1) * (size_t) PAGE);
+  img->meta = malloc ((s->pages_used ? s->pages_used : 1) * sizeof *img->meta);
+  img->content = malloc ((s->ncontents ? s->ncontents : 1) * (size_t)PAGE);
   if (img->meta == NULL || img->content == NULL)
     {
       free (img->meta);
@@ -572,8 +571,8 @@ memstore_export (struct memstore *s, struct ext4_image *img)
     }
   for (size_t i = 0; i < s->pages_cap; i++)
     if (s->pages[i].page)
-      img->meta[n++] = (struct ext4_meta_block) { s->pages[i].page - 1,
-                                                  s->pages[i].content };
+      img->meta[n++] = (struct ext4_meta_block){ s->pages[i].page - 1,
+                                                 s->pages[i].content };
   qsort (img->meta, n, sizeof *img->meta, by_block);
   /* Renumber contents in order of first use, so that the same image
    * gives the same numbers whatever the hash tables' history.
@@ -586,7 +585,7 @@ memstore_export (struct memstore *s, struct ext4_image *img)
 
       if (c->export_id == 0)
         {
-          c->export_id = (uint32_t) ++next;
+          c->export_id = (uint32_t)++next;
           memcpy (img->content + (next - 1) * PAGE, c->data, PAGE);
         }
       img->meta[i].content = c->export_id - 1;

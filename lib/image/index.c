@@ -155,8 +155,8 @@ check_key (const char *what, uint64_t i, const char *key,
                       i);
   n = strnlen (key, MAX_KEY + 1);
   if (n == 0 || n > MAX_KEY)
-    return s3bd_fail (err, S3BD_EINVAL, "index %s %" PRIu64 ": key %s", what,
-                      i, n ? "over 1024 bytes" : "empty");
+    return s3bd_fail (err, S3BD_EINVAL, "index %s %" PRIu64 ": key %s", what, i,
+                      n ? "over 1024 bytes" : "empty");
   return 0;
 }
 
@@ -251,12 +251,12 @@ check_runs (const struct s3bd_index *idx, struct s3bd_error *err)
       /* Both lists are sorted: walk the objects alongside, past those
        * that end before this run (or hold no blocks at all).
        */
-      while (j < idx->nobjects
-             && (idx->objects[j].size == 0
-                 || idx->objects[j].first_block
-                            + object_blocks (idx->objects[j].size,
-                                             idx->block_size)
-                        <= r->block))
+      while (
+          j < idx->nobjects
+          && (idx->objects[j].size == 0
+              || idx->objects[j].first_block
+                         + object_blocks (idx->objects[j].size, idx->block_size)
+                     <= r->block))
         j++;
       if (j < idx->nobjects && idx->objects[j].first_block < end)
         return s3bd_fail (err, S3BD_EINVAL,
@@ -296,8 +296,8 @@ check_left (const struct s3bd_index *idx, struct s3bd_error *err)
         return -1;
       if (l->bucket >= idx->nbuckets)
         return s3bd_fail (err, S3BD_EINVAL,
-                          "index left-out key %" PRIu64
-                          " (%s): bucket %" PRIu32 " of %" PRIu32,
+                          "index left-out key %" PRIu64 " (%s): bucket %" PRIu32
+                          " of %" PRIu32,
                           i, l->key, l->bucket, idx->nbuckets);
       if (l->reason == 0)
         return s3bd_fail (err, S3BD_EINVAL,
@@ -430,8 +430,8 @@ encode_objects (const struct s3bd_index *idx, struct strbuf *b, uint64_t *col,
       if (kind == ETAG_MD5_QUOTED)
         e++;
       for (int k = 0; k < 16; k++)
-        md5[k] = (unsigned char)((hexval (e[2 * k]) << 4)
-                                 | hexval (e[2 * k + 1]));
+        md5[k]
+            = (unsigned char)((hexval (e[2 * k]) << 4) | hexval (e[2 * k + 1]));
       strbuf_add (b, md5, sizeof md5);
     }
   put_column (b, col, nstr, 2);
@@ -576,8 +576,7 @@ index_encode (const struct s3bd_index *idx, void **buf, size_t *len,
   if (col == NULL || keys == NULL || cctx == NULL
       || ZSTD_isError (
           ZSTD_CCtx_setParameter (cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL))
-      || ZSTD_isError (
-          ZSTD_CCtx_setParameter (cctx, ZSTD_c_contentSizeFlag, 1))
+      || ZSTD_isError (ZSTD_CCtx_setParameter (cctx, ZSTD_c_contentSizeFlag, 1))
       || ZSTD_isError (ZSTD_CCtx_setParameter (cctx, ZSTD_c_checksumFlag, 0))
       || ZSTD_isError (ZSTD_CCtx_setParameter (cctx, ZSTD_c_dictIDFlag, 0)))
     {
@@ -592,23 +591,15 @@ index_encode (const struct s3bd_index *idx, void **buf, size_t *len,
 
       switch ((enum section_type)t)
         {
-        case SEC_SOURCE:
-          encode_source (idx, &b);
-          break;
-        case SEC_OBJECTS:
-          encode_objects (idx, &b, col, keys);
-          break;
-        case SEC_META_RUNS:
-          encode_runs (idx, &b, col);
-          break;
+        case SEC_SOURCE: encode_source (idx, &b); break;
+        case SEC_OBJECTS: encode_objects (idx, &b, col, keys); break;
+        case SEC_META_RUNS: encode_runs (idx, &b, col); break;
         case SEC_META_CONTENT:
           /* Stored as it is; check_runs bounded the product. */
           raw = idx->content ? (const void *)idx->content : "";
           rawlen = idx->ncontent * idx->block_size;
           break;
-        case SEC_LEFTOUT:
-          encode_left (idx, &b, col, keys);
-          break;
+        case SEC_LEFTOUT: encode_left (idx, &b, col, keys); break;
         }
       if (!strbuf_ok (&b))
         {

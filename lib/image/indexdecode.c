@@ -95,8 +95,8 @@ to_i64 (uint64_t u)
 
 /* ---- Decoding ---- */
 
-static int section_fail (struct s3bd_error *err, int type, const char *fmt,
-                         ...) __attribute__ ((format (printf, 3, 4)));
+static int section_fail (struct s3bd_error *err, int type, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
 
 static int
 section_fail (struct s3bd_error *err, int type, const char *fmt, ...)
@@ -244,13 +244,9 @@ parse_objects (const unsigned char *raw, size_t len, struct s3bd_index *idx,
   for (i = 0; i < n; i++)
     switch (c_kind[i])
       {
-      case ETAG_STRING:
-        nstr++;
-        break;
+      case ETAG_STRING: nstr++; break;
       case ETAG_MD5_QUOTED:
-      case ETAG_MD5_BARE:
-        nmd5++;
-        break;
+      case ETAG_MD5_BARE: nmd5++; break;
       default:
         return section_fail (err, SEC_OBJECTS,
                              "object %zu: unknown ETag encoding %u", i,
@@ -269,8 +265,7 @@ parse_objects (const unsigned char *raw, size_t len, struct s3bd_index *idx,
       uint64_t el = column_get (c_elen, nstr, 2, j);
 
       if (el > MAX_ETAG)
-        return section_fail (err, SEC_OBJECTS, "ETag of %" PRIu64 " bytes",
-                             el);
+        return section_fail (err, SEC_OBJECTS, "ETag of %" PRIu64 " bytes", el);
       etag_total += el;
     }
   if (etag_total != len - pos)
@@ -388,8 +383,8 @@ parse_left (const unsigned char *raw, size_t len, struct s3bd_index *idx,
 
   if (idx->nleft > len / LEFT_FIXED)
     return section_fail (err, SEC_LEFTOUT,
-                         "%" PRIu64 " keys cannot fit in %zu bytes",
-                         idx->nleft, len);
+                         "%" PRIu64 " keys cannot fit in %zu bytes", idx->nleft,
+                         len);
   n = idx->nleft;
   if (parse_keys (SEC_LEFTOUT, raw, len, &pos, n, &st->left_keys, err) == -1)
     return -1;
@@ -564,15 +559,9 @@ index_decode (const void *buf, size_t len, struct s3bd_index *idx,
         goto fail;
       switch (t)
         {
-        case SEC_SOURCE:
-          r = parse_source (raw, rawlen, idx, st, err);
-          break;
-        case SEC_OBJECTS:
-          r = parse_objects (raw, rawlen, idx, st, err);
-          break;
-        case SEC_META_RUNS:
-          r = parse_runs (raw, rawlen, idx, st, err);
-          break;
+        case SEC_SOURCE: r = parse_source (raw, rawlen, idx, st, err); break;
+        case SEC_OBJECTS: r = parse_objects (raw, rawlen, idx, st, err); break;
+        case SEC_META_RUNS: r = parse_runs (raw, rawlen, idx, st, err); break;
         case SEC_META_CONTENT:
           if (idx->ncontent > rawlen / idx->block_size
               || idx->ncontent * idx->block_size != rawlen)
@@ -586,9 +575,7 @@ index_decode (const void *buf, size_t len, struct s3bd_index *idx,
           raw = NULL;
           r = 0;
           break;
-        default:
-          r = parse_left (raw, rawlen, idx, st, err);
-          break;
+        default: r = parse_left (raw, rawlen, idx, st, err); break;
         }
       free (raw);
       raw = NULL;

@@ -72,8 +72,8 @@ parse_json (struct json_tokener *tok, const char *text, size_t len,
   json_tokener_reset (tok);
   while (off < len)
     {
-      piece = len - off < (size_t) 1 << 30 ? len - off : (size_t) 1 << 30;
-      o = json_tokener_parse_ex (tok, text + off, (int) piece);
+      piece = len - off < (size_t)1 << 30 ? len - off : (size_t)1 << 30;
+      o = json_tokener_parse_ex (tok, text + off, (int)piece);
       jerr = json_tokener_get_error (tok);
       if (jerr != json_tokener_continue)
         break;
@@ -131,7 +131,7 @@ line_col (const char *text, size_t at, size_t *line, size_t *col)
 static struct manifest_entry *
 manifest_add (struct manifest *out, size_t *cap)
 {
-  if (ds_grow ((void **) &out->v, cap, out->n, sizeof *out->v) == -1)
+  if (ds_grow ((void **)&out->v, cap, out->n, sizeof *out->v) == -1)
     return NULL;
   memset (&out->v[out->n], 0, sizeof *out->v);
   return &out->v[out->n++];
@@ -164,8 +164,8 @@ manifest_parse (const char *json, size_t len, struct manifest *out,
     }
   if (!json_object_is_type (root, json_type_array))
     {
-      s3bd_fail (err, S3BD_EINVAL,
-                 "manifest: expected a JSON array, found %s", json_kind (root));
+      s3bd_fail (err, S3BD_EINVAL, "manifest: expected a JSON array, found %s",
+                 json_kind (root));
       goto fail;
     }
   n = json_object_array_length (root);
@@ -185,8 +185,7 @@ manifest_parse (const char *json, size_t len, struct manifest *out,
                  "manifest: element 0: expected {\"prefix\": \"s3://...\"}");
       goto fail;
     }
-  if (s3_parse_uri (json_object_get_string (pfx), &bucket, &prefix, err)
-      == -1)
+  if (s3_parse_uri (json_object_get_string (pfx), &bucket, &prefix, err) == -1)
     {
       s3bd_error_prefix (err, "manifest: prefix");
       goto fail;
@@ -215,7 +214,7 @@ manifest_parse (const char *json, size_t len, struct manifest *out,
           goto fail;
         }
       s = json_object_get_string (e);
-      slen = (size_t) json_object_get_string_len (e);
+      slen = (size_t)json_object_get_string_len (e);
       if (strlen (s) != slen)
         {
           s3bd_fail (err, S3BD_EINVAL,
@@ -263,13 +262,14 @@ dir_part (const char *key, size_t len)
   if (len < 2)
     return 0;
   slash = memrchr (key, '/', len - 1);
-  return slash ? (size_t) (slash - key) + 1 : 0;
+  return slash ? (size_t)(slash - key) + 1 : 0;
 }
 
 /* What augmented_manifest_parse knows of one bucket. */
-struct bucket_prefix {
-  const char *first;            /* a key of the bucket */
-  size_t common;                /* common '/'-bounded prefix of the dirs */
+struct bucket_prefix
+{
+  const char *first; /* a key of the bucket */
+  size_t common;     /* common '/'-bounded prefix of the dirs */
 };
 
 /* Narrows b->common to what key shares. */
@@ -302,8 +302,8 @@ ends_with_ref (const char *name)
  * in the arena, path later).
  */
 static int
-add_uri (struct manifest *out, size_t *cap, struct buckets *bk,
-         uint32_t **bidx, size_t *bidx_cap, size_t lineno, const char *attr,
+add_uri (struct manifest *out, size_t *cap, struct buckets *bk, uint32_t **bidx,
+         size_t *bidx_cap, size_t lineno, const char *attr,
          struct json_object *val, struct s3bd_error *err)
 {
   char *bucket = NULL, *key = NULL;
@@ -318,10 +318,11 @@ add_uri (struct manifest *out, size_t *cap, struct buckets *bk,
                       "expected an s3:// URI string, found %s",
                       lineno, attr, json_kind (val));
   s = json_object_get_string (val);
-  if (strlen (s) != (size_t) json_object_get_string_len (val))
+  if (strlen (s) != (size_t)json_object_get_string_len (val))
     return s3bd_fail (err, S3BD_EINVAL,
                       "augmented manifest line %zu: attribute \"%s\": "
-                      "contains a NUL character", lineno, attr);
+                      "contains a NUL character",
+                      lineno, attr);
   if (s3_parse_uri (s, &bucket, &key, err) == -1)
     {
       s3bd_error_prefix (err, "augmented manifest line %zu: attribute \"%s\"",
@@ -332,10 +333,11 @@ add_uri (struct manifest *out, size_t *cap, struct buckets *bk,
     {
       s3bd_fail (err, S3BD_EINVAL,
                  "augmented manifest line %zu: attribute \"%s\": %s: "
-                 "names a bucket, not an object", lineno, attr, s);
+                 "names a bucket, not an object",
+                 lineno, attr, s);
       goto out;
     }
-  if (ds_grow ((void **) bidx, bidx_cap, out->n, sizeof **bidx) == -1
+  if (ds_grow ((void **)bidx, bidx_cap, out->n, sizeof **bidx) == -1
       || ds_bucket_index (bk, out->arena, bucket, &bi) == -1
       || (me = manifest_add (out, cap)) == NULL)
     goto nomem;
@@ -357,8 +359,7 @@ out:
 
 /* The paths of all entries, once every key is known. */
 static int
-set_paths (struct manifest *out, const struct buckets *bk,
-           const uint32_t *bidx)
+set_paths (struct manifest *out, const struct buckets *bk, const uint32_t *bidx)
 {
   struct bucket_prefix *bp;
   size_t i, blen, rest;
@@ -385,7 +386,7 @@ set_paths (struct manifest *out, const struct buckets *bk,
       key = out->v[i].key + bp[bidx[i]].common;
       if (bk->n == 1)
         {
-          out->v[i].path = (char *) key;
+          out->v[i].path = (char *)key;
           continue;
         }
       /* "<bucket>/<rest>" */
@@ -433,7 +434,7 @@ augmented_manifest_parse (const char *text, size_t len,
     {
       line = text + pos;
       eol = memchr (line, '\n', len - pos);
-      linelen = eol ? (size_t) (eol - line) : len - pos;
+      linelen = eol ? (size_t)(eol - line) : len - pos;
       lineno++;
       if (only_space (line, linelen))
         continue;
@@ -449,7 +450,8 @@ augmented_manifest_parse (const char *text, size_t len,
         {
           s3bd_fail (err, S3BD_EINVAL,
                      "augmented manifest line %zu: expected a JSON object, "
-                     "found %s", lineno, json_kind (o));
+                     "found %s",
+                     lineno, json_kind (o));
           goto fail;
         }
       if (nattrs > 0)
@@ -463,26 +465,28 @@ augmented_manifest_parse (const char *text, size_t len,
                 goto fail;
               }
             if (add_uri (out, &cap, &bk, &bidx, &bidx_cap, lineno, attrs[a],
-                         val, err) == -1)
+                         val, err)
+                == -1)
               goto fail;
           }
       else
         {
           found = 0;
           json_object_object_foreach (o, name, v)
-            {
-              if (!ends_with_ref (name))
-                continue;
-              found++;
-              if (add_uri (out, &cap, &bk, &bidx, &bidx_cap, lineno, name, v,
-                           err) == -1)
-                goto fail;
-            }
+          {
+            if (!ends_with_ref (name))
+              continue;
+            found++;
+            if (add_uri (out, &cap, &bk, &bidx, &bidx_cap, lineno, name, v, err)
+                == -1)
+              goto fail;
+          }
           if (found == 0)
             {
               s3bd_fail (err, S3BD_EINVAL,
                          "augmented manifest line %zu: no attribute whose "
-                         "name ends in \"-ref\"", lineno);
+                         "name ends in \"-ref\"",
+                         lineno);
               goto fail;
             }
         }

@@ -112,8 +112,7 @@ set_field (char *dst, size_t size, const char *value, const char *what,
 
 int
 set_creds (struct s3_creds *c, const char *access_key, const char *secret_key,
-           const char *session_token, const char *where,
-           struct s3bd_error *err)
+           const char *session_token, const char *where, struct s3bd_error *err)
 {
   int r;
 
@@ -352,15 +351,14 @@ resolve_chain (struct creds_provider *p, const struct creds_config *cfg,
     }
 
   /* 3. The shared files, credentials first. */
-  r = shared_file_path ("AWS_SHARED_CREDENTIALS_FILE", "credentials",
-                        cred_path, sizeof cred_path, err);
+  r = shared_file_path ("AWS_SHARED_CREDENTIALS_FILE", "credentials", cred_path,
+                        sizeof cred_path, err);
   if (r == 0)
     r = shared_file_path ("AWS_CONFIG_FILE", "config", conf_path,
                           sizeof conf_path, err);
   if (r < 0)
     return -1;
-  r = creds_from_file (p, cred_path, profile, false, &found, &unsupported,
-                       err);
+  r = creds_from_file (p, cred_path, profile, false, &found, &unsupported, err);
   if (r == 0)
     r = creds_from_file (p, conf_path, profile, true, &found, &unsupported,
                          err);
@@ -381,8 +379,7 @@ resolve_chain (struct creds_provider *p, const struct creds_config *cfg,
   tried[0] = '\0';
   append (tried, sizeof tried, "not in explicit settings, ");
   if (explicit_profile)
-    append (tried, sizeof tried,
-            "environment (skipped for a named profile), ");
+    append (tried, sizeof tried, "environment (skipped for a named profile), ");
   else
     append (tried, sizeof tried, "environment (AWS_ACCESS_KEY_ID), ");
   append (tried, sizeof tried, "profile %s in %s, ", profile, files);
@@ -427,8 +424,8 @@ resolve_chain (struct creds_provider *p, const struct creds_config *cfg,
 }
 
 int
-creds_provider_new (const struct creds_config *cfg,
-                    struct creds_provider **out, struct s3bd_error *err)
+creds_provider_new (const struct creds_config *cfg, struct creds_provider **out,
+                    struct s3bd_error *err)
 {
   static const struct creds_config defaults;
   struct creds_provider *p;

@@ -42,11 +42,13 @@
 #include "s3int.h"
 #include "common/strbuf.h"
 
-struct queue {
+struct queue
+{
   struct attempt *head, *tail;
 };
 
-struct s3_engine {
+struct s3_engine
+{
   struct s3_client *client;
   CURLM *multi;
   unsigned max_inflight;
@@ -54,14 +56,14 @@ struct s3_engine {
   pthread_mutex_t lock;
   /* protects: */
   struct queue submitted;
-  size_t outstanding;            /* submitted and not yet done */
+  size_t outstanding; /* submitted and not yet done */
   struct s3_stats stats;
 
   /* Engine thread only. */
   struct queue ready;
-  struct attempt *delayed;       /* sorted by ready_ms */
-  struct attempt *running;       /* added to the multi handle */
-  unsigned inflight;             /* length of running */
+  struct attempt *delayed; /* sorted by ready_ms */
+  struct attempt *running; /* added to the multi handle */
+  unsigned inflight;       /* length of running */
 };
 
 static void
@@ -96,7 +98,7 @@ s3_now_ms (void)
   struct timespec ts;
 
   clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
 static uint64_t
@@ -107,7 +109,7 @@ random64 (void)
   /* Jitter needs no cryptographic strength, but RAND_bytes is there and
    * needs no seeding.  On failure a zero delay is harmless.
    */
-  if (RAND_bytes ((unsigned char *) &v, sizeof v) != 1)
+  if (RAND_bytes ((unsigned char *)&v, sizeof v) != 1)
     v = 0;
   return v;
 }
@@ -133,8 +135,8 @@ s3_engine_new (struct s3_client *c, unsigned max_inflight,
    * S3 serves ranged GETs best over many plain connections.
    */
   curl_multi_setopt (e->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                     (long) e->max_inflight);
-  curl_multi_setopt (e->multi, CURLMOPT_MAXCONNECTS, (long) e->max_inflight);
+                     (long)e->max_inflight);
+  curl_multi_setopt (e->multi, CURLMOPT_MAXCONNECTS, (long)e->max_inflight);
   pthread_mutex_init (&e->lock, NULL);
   *out = e;
   return 0;
@@ -260,7 +262,7 @@ read_cb (char *buf, size_t size, size_t nmemb, void *arg)
 
   if (n > left)
     n = left;
-  memcpy (buf, (const char *) a->r->put_body + a->put_off, n);
+  memcpy (buf, (const char *)a->r->put_body + a->put_off, n);
   a->put_off += n;
   return n;
 }
@@ -307,22 +309,21 @@ sign_attempt (struct attempt *a, const char *host, const char *path)
                           a->payload_hash);
       payload = a->payload_hash;
     }
-  sigv4_amz_date ((long long) time (NULL), amz_date);
+  sigv4_amz_date ((long long)time (NULL), amz_date);
 
-  hdr[nh++] = (struct sigv4_pair) { "host", host };
-  hdr[nh++] = (struct sigv4_pair) { "x-amz-date", amz_date };
-  hdr[nh++] = (struct sigv4_pair) { "x-amz-content-sha256", payload };
+  hdr[nh++] = (struct sigv4_pair){ "host", host };
+  hdr[nh++] = (struct sigv4_pair){ "x-amz-date", amz_date };
+  hdr[nh++] = (struct sigv4_pair){ "x-amz-content-sha256", payload };
   if (cr.session_token[0])
-    hdr[nh++] = (struct sigv4_pair) { "x-amz-security-token",
-                                      cr.session_token };
+    hdr[nh++] = (struct sigv4_pair){ "x-amz-security-token", cr.session_token };
   if (r->ranged)
     {
-      snprintf (range, sizeof range, "bytes=%" PRIu64 "-%" PRIu64,
-                r->range_off, r->range_off + r->range_len - 1);
-      hdr[nh++] = (struct sigv4_pair) { "range", range };
+      snprintf (range, sizeof range, "bytes=%" PRIu64 "-%" PRIu64, r->range_off,
+                r->range_off + r->range_len - 1);
+      hdr[nh++] = (struct sigv4_pair){ "range", range };
     }
   if (r->if_match)
-    hdr[nh++] = (struct sigv4_pair) { "if-match", r->if_match };
+    hdr[nh++] = (struct sigv4_pair){ "if-match", r->if_match };
 
   for (size_t i = 0; i < nh; i++)
     if (add_header (&a->headers, hdr[i].name, hdr[i].value) == -1)
@@ -334,14 +335,22 @@ sign_attempt (struct attempt *a, const char *host, const char *path)
   if (!cr.anonymous)
     {
       for (size_t i = 0; i < r->nparams; i++)
-        q[i] = (struct sigv4_pair) { r->params[i].name, r->params[i].value };
-      sr = (struct sigv4_request) {
-        .method = r->method == S3_GET ? "GET"
-                  : r->method == S3_HEAD ? "HEAD" : "PUT",
-        .path = path, .query = q, .nquery = r->nparams,
-        .headers = hdr, .nheaders = nh, .payload_sha256 = payload,
-        .amz_date = amz_date, .region = c->region, .service = "s3",
-        .access_key = cr.access_key, .secret_key = cr.secret_key,
+        q[i] = (struct sigv4_pair){ r->params[i].name, r->params[i].value };
+      sr = (struct sigv4_request){
+        .method = r->method == S3_GET    ? "GET"
+                  : r->method == S3_HEAD ? "HEAD"
+                                         : "PUT",
+        .path = path,
+        .query = q,
+        .nquery = r->nparams,
+        .headers = hdr,
+        .nheaders = nh,
+        .payload_sha256 = payload,
+        .amz_date = amz_date,
+        .region = c->region,
+        .service = "s3",
+        .access_key = cr.access_key,
+        .secret_key = cr.secret_key,
       };
       if (sigv4_sign (&sr, &res) == -1)
         {
@@ -409,22 +418,22 @@ start_attempt (struct s3_engine *e, struct attempt *a)
   /* Keys are not file paths: "a/./b" and "a//b" are distinct objects. */
   curl_easy_setopt (h, CURLOPT_PATH_AS_IS, 1L);
   curl_easy_setopt (h, CURLOPT_HTTPHEADER, a->headers);
-  curl_easy_setopt (h, CURLOPT_PRIVATE, (char *) a);
+  curl_easy_setopt (h, CURLOPT_PRIVATE, (char *)a);
   curl_easy_setopt (h, CURLOPT_WRITEFUNCTION, s3_response_write_cb);
   curl_easy_setopt (h, CURLOPT_WRITEDATA, a);
   curl_easy_setopt (h, CURLOPT_HEADERFUNCTION, s3_response_header_cb);
   curl_easy_setopt (h, CURLOPT_HEADERDATA, a);
   curl_easy_setopt (h, CURLOPT_ERRORBUFFER, a->curl_err);
   curl_easy_setopt (h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt (h, CURLOPT_HTTP_VERSION, (long) CURL_HTTP_VERSION_1_1);
+  curl_easy_setopt (h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   curl_easy_setopt (h, CURLOPT_TCP_NODELAY, 1L);
   curl_easy_setopt (h, CURLOPT_TCP_KEEPALIVE, 1L);
   curl_easy_setopt (h, CURLOPT_NOPROXY, "*");
-  curl_easy_setopt (h, CURLOPT_CONNECTTIMEOUT_MS,
-                    (long) (c->connect_timeout_ms < left
-                            ? c->connect_timeout_ms : left));
+  curl_easy_setopt (
+      h, CURLOPT_CONNECTTIMEOUT_MS,
+      (long)(c->connect_timeout_ms < left ? c->connect_timeout_ms : left));
   if (c->request_timeout_ms)
-    curl_easy_setopt (h, CURLOPT_TIMEOUT_MS, (long) c->request_timeout_ms);
+    curl_easy_setopt (h, CURLOPT_TIMEOUT_MS, (long)c->request_timeout_ms);
   if (c->low_speed_time_s)
     {
       /* A stall ends the attempt when the budget runs out (curl counts
@@ -436,7 +445,7 @@ start_attempt (struct s3_engine *e, struct attempt *a)
       if (stall_s > c->low_speed_time_s)
         stall_s = c->low_speed_time_s;
       curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-      curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, (long) stall_s);
+      curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, (long)stall_s);
     }
   if (c->no_verify_tls)
     {
@@ -447,17 +456,13 @@ start_attempt (struct s3_engine *e, struct attempt *a)
     curl_easy_setopt (h, CURLOPT_CAINFO, c->ca_file);
   switch (r->method)
     {
-    case S3_GET:
-      break;
-    case S3_HEAD:
-      curl_easy_setopt (h, CURLOPT_NOBODY, 1L);
-      break;
+    case S3_GET: break;
+    case S3_HEAD: curl_easy_setopt (h, CURLOPT_NOBODY, 1L); break;
     case S3_PUT:
       curl_easy_setopt (h, CURLOPT_UPLOAD, 1L);
       curl_easy_setopt (h, CURLOPT_READFUNCTION, read_cb);
       curl_easy_setopt (h, CURLOPT_READDATA, a);
-      curl_easy_setopt (h, CURLOPT_INFILESIZE_LARGE,
-                        (curl_off_t) r->put_len);
+      curl_easy_setopt (h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->put_len);
       break;
     }
   if (curl_multi_add_handle (e->multi, h) != CURLM_OK)
@@ -490,8 +495,8 @@ finish (struct s3_engine *e, struct attempt *a, bool ok)
 
       s3_request_describe (r, what, sizeof what);
       if (r->attempts > 1)
-        s3bd_error_prefix (&r->err, "%s (after %u attempts in %" PRIu64
-                           " ms)", what, r->attempts, ms);
+        s3bd_error_prefix (&r->err, "%s (after %u attempts in %" PRIu64 " ms)",
+                           what, r->attempts, ms);
       else
         s3bd_error_prefix (&r->err, "%s", what);
     }
@@ -535,12 +540,10 @@ completed (struct s3_engine *e, struct attempt *a, CURLcode cc)
   v = s3_response_judge (c, a, cc);
   if (v == RETRY)
     {
-      unsigned delay = retry_delay_ms (&c->retry, a->r->attempts,
-                                       random64 ());
+      unsigned delay = retry_delay_ms (&c->retry, a->r->attempts, random64 ());
       uint64_t now = s3_now_ms ();
 
-      if (retry_allowed (&c->retry, a->r->attempts, now - a->start_ms,
-                         delay))
+      if (retry_allowed (&c->retry, a->r->attempts, now - a->start_ms, delay))
         {
           a->ready_ms = now + delay;
           delay_push (e, a);
@@ -576,8 +579,8 @@ start_ready (struct s3_engine *e)
 size_t
 s3_engine_run (struct s3_engine *e, int timeout_ms)
 {
-  uint64_t deadline = s3_now_ms () + (uint64_t) (timeout_ms < 0 ? 0
-                                                  : timeout_ms);
+  uint64_t deadline
+      = s3_now_ms () + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
   size_t left;
   bool had_work;
 
@@ -599,7 +602,7 @@ s3_engine_run (struct s3_engine *e, int timeout_ms)
           {
             struct attempt *a = NULL;
 
-            curl_easy_getinfo (m->easy_handle, CURLINFO_PRIVATE, (char **) &a);
+            curl_easy_getinfo (m->easy_handle, CURLINFO_PRIVATE, (char **)&a);
             completed (e, a, m->data.result);
           }
       /* Completions may have freed slots or queued retries. */
@@ -618,13 +621,13 @@ s3_engine_run (struct s3_engine *e, int timeout_ms)
       if ((left == 0 && had_work) || now >= deadline)
         return left;
 
-      wait = (int) (deadline - now);
-      if (e->delayed && e->delayed->ready_ms - now < (uint64_t) wait)
-        wait = e->delayed->ready_ms > now
-               ? (int) (e->delayed->ready_ms - now) : 0;
+      wait = (int)(deadline - now);
+      if (e->delayed && e->delayed->ready_ms - now < (uint64_t)wait)
+        wait = e->delayed->ready_ms > now ? (int)(e->delayed->ready_ms - now)
+                                          : 0;
       curl_multi_timeout (e->multi, &curl_wait);
       if (curl_wait >= 0 && curl_wait < wait)
-        wait = (int) curl_wait;
+        wait = (int)curl_wait;
       if (wait > 0)
         curl_multi_poll (e->multi, NULL, 0, wait, NULL);
     }

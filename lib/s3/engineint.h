@@ -17,29 +17,30 @@ struct s3_engine;
 struct s3_request;
 
 /* One request on its way through the engine, from submit to done. */
-struct attempt {
+struct attempt
+{
   struct s3_request *r;
   struct s3_engine *e;
-  struct attempt *next;          /* in whichever queue holds it */
-  struct attempt *rnext;         /* in e->running while curl has it */
+  struct attempt *next;  /* in whichever queue holds it */
+  struct attempt *rnext; /* in e->running while curl has it */
   CURL *easy;
   struct curl_slist *headers;
   char *url;
-  uint64_t start_ms;             /* first attempt */
-  uint64_t ready_ms;             /* when a delayed retry may start */
-  char payload_hash[65];         /* PUT: computed once */
+  uint64_t start_ms;     /* first attempt */
+  uint64_t ready_ms;     /* when a delayed retry may start */
+  char payload_hash[65]; /* PUT: computed once */
   /* iov GETs: buffers [0, final) were reported final (r->progress), the
    * first final_bytes bytes of the body: no attempt writes them again.
    */
   int final;
   size_t final_bytes;
   /* Per attempt. */
-  size_t written;                /* body bytes received */
-  int iov_i;                     /* iov: where the next byte goes */
+  size_t written; /* body bytes received */
+  int iov_i;      /* iov: where the next byte goes */
   size_t iov_off;
   size_t put_off;
-  bool overflow;                 /* server sent more than asked for */
-  int body_ok;                   /* 0 unknown, 1 the range asked, -1 not */
+  bool overflow; /* server sent more than asked for */
+  int body_ok;   /* 0 unknown, 1 the range asked, -1 not */
   bool have_range;
   uint64_t range_first, range_last, range_total;
   struct strbuf errbody;
@@ -48,17 +49,20 @@ struct attempt {
 };
 
 /* What s3_response_judge makes of a finished attempt. */
-enum verdict { DONE_OK, DONE_ERROR, RETRY };
+enum verdict
+{
+  DONE_OK,
+  DONE_ERROR,
+  RETRY
+};
 
 /* ---- response.c ---- */
 
 /* CURLOPT_WRITEFUNCTION: the body, into the request's buffers (arg: a). */
-size_t s3_response_write_cb (char *data, size_t size, size_t nmemb,
-                             void *arg);
+size_t s3_response_write_cb (char *data, size_t size, size_t nmemb, void *arg);
 
 /* CURLOPT_HEADERFUNCTION: keeps ETag, Last-Modified, Content-Range. */
-size_t s3_response_header_cb (char *line, size_t size, size_t nmemb,
-                              void *arg);
+size_t s3_response_header_cb (char *line, size_t size, size_t nmemb, void *arg);
 
 /* Judges a finished attempt (cc: curl's result) and fills in a->r. */
 enum verdict s3_response_judge (const struct s3_client *c, struct attempt *a,

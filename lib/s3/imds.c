@@ -354,9 +354,8 @@ imds_fetch (const char *endpoint, unsigned timeout_s, struct s3_creds *c,
   name = trim (m->body);
   if (*name == '\0')
     {
-      s3bd_fail (err, S3BD_ECREDS,
-                 "%s%s: no IAM role attached to the instance", endpoint,
-                 IMDS_ROLE_PATH);
+      s3bd_fail (err, S3BD_ECREDS, "%s%s: no IAM role attached to the instance",
+                 endpoint, IMDS_ROLE_PATH);
       goto out;
     }
   if (!valid_role (name))

@@ -65,8 +65,7 @@ ini_parse (const char *text, size_t len, const char *filename, ini_fn fn,
       lineno = 1;
       for (q = text; q < nul; q++)
         lineno += *q == '\n';
-      return s3bd_fail (err, S3BD_EINVAL, "%s line %d: NUL byte", name,
-                        lineno);
+      return s3bd_fail (err, S3BD_EINVAL, "%s line %d: NUL byte", name, lineno);
     }
 
   buf = malloc (len + 1);
@@ -134,8 +133,8 @@ ini_parse (const char *text, size_t len, const char *filename, ini_fn fn,
           section = trim (p + 1);
           if (*section == '\0')
             {
-              r = s3bd_fail (err, S3BD_EINVAL,
-                             "%s line %d: empty section name", name, lineno);
+              r = s3bd_fail (err, S3BD_EINVAL, "%s line %d: empty section name",
+                             name, lineno);
               break;
             }
           continue;
@@ -144,8 +143,8 @@ ini_parse (const char *text, size_t len, const char *filename, ini_fn fn,
       eq = strchr (p, '=');
       if (eq == NULL || eq == p)
         {
-          r = s3bd_fail (err, S3BD_EINVAL,
-                         "%s line %d: expected 'key = value'", name, lineno);
+          r = s3bd_fail (err, S3BD_EINVAL, "%s line %d: expected 'key = value'",
+                         name, lineno);
           break;
         }
       *eq = '\0';

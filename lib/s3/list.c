@@ -17,8 +17,9 @@
 #include "s3bd/s3xml.h"
 #include "s3int.h"
 
-struct walker {
-  struct walker *next;           /* in the pending list */
+struct walker
+{
+  struct walker *next; /* in the pending list */
   struct s3_request req;
   char *prefix;
   char *token;
@@ -26,14 +27,15 @@ struct walker {
   struct list_state *st;
 };
 
-struct list_state {
+struct list_state
+{
   struct s3_client *c;
   const char *bucket;
   const struct s3_list_opts *opts;
   bool delimiter;
   struct s3_listing *out;
-  struct walker *pending;        /* directories not yet listed */
-  unsigned active;               /* walkers with a request in flight */
+  struct walker *pending; /* directories not yet listed */
+  unsigned active;        /* walkers with a request in flight */
   uint64_t requests;
   int failed;
   struct s3bd_error err;
@@ -76,20 +78,20 @@ walker_prepare (struct walker *w)
   r->method = S3_GET;
   r->bucket = w->st->bucket;
   r->key = "";
-  r->params[n++] = (struct s3_param) { "list-type", "2" };
-  r->params[n++] = (struct s3_param) { "prefix", w->prefix };
-  r->params[n++] = (struct s3_param) { "encoding-type", "url" };
+  r->params[n++] = (struct s3_param){ "list-type", "2" };
+  r->params[n++] = (struct s3_param){ "prefix", w->prefix };
+  r->params[n++] = (struct s3_param){ "encoding-type", "url" };
   if (w->st->delimiter)
-    r->params[n++] = (struct s3_param) { "delimiter", "/" };
+    r->params[n++] = (struct s3_param){ "delimiter", "/" };
   if (o && o->max_keys)
     {
       snprintf (w->max_keys, sizeof w->max_keys, "%u", o->max_keys);
-      r->params[n++] = (struct s3_param) { "max-keys", w->max_keys };
+      r->params[n++] = (struct s3_param){ "max-keys", w->max_keys };
     }
   if (w->token)
-    r->params[n++] = (struct s3_param) { "continuation-token", w->token };
+    r->params[n++] = (struct s3_param){ "continuation-token", w->token };
   else if (o && o->start_after && !w->st->delimiter)
-    r->params[n++] = (struct s3_param) { "start-after", o->start_after };
+    r->params[n++] = (struct s3_param){ "start-after", o->start_after };
   r->nparams = n;
 }
 
@@ -164,8 +166,10 @@ walker_done (struct s3_request *r, void *arg)
   page.next_token = NULL;
   if (page.truncated && w->token == NULL)
     {
-      s3bd_fail (&e, S3BD_EPROTO, "listing s3://%s/%s: truncated page "
-                 "without a continuation token", st->bucket, w->prefix);
+      s3bd_fail (&e, S3BD_EPROTO,
+                 "listing s3://%s/%s: truncated page "
+                 "without a continuation token",
+                 st->bucket, w->prefix);
       fail_once (st, &e);
     }
   if (page.truncated && !st->failed)
@@ -180,8 +184,7 @@ s3_list (struct s3_client *c, const char *bucket, const char *prefix,
          const struct s3_list_opts *opts, struct s3_listing *out,
          struct s3bd_error *err)
 {
-  struct list_state st = { .c = c, .bucket = bucket, .opts = opts,
-                           .out = out };
+  struct list_state st = { .c = c, .bucket = bucket, .opts = opts, .out = out };
   unsigned parallel = opts && opts->parallel > 1 ? opts->parallel : 1;
   struct s3_engine *e = s3_client_engine (c);
   struct walker *w;

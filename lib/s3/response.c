@@ -52,7 +52,7 @@ body_is_range (struct attempt *a)
              && a->range_last == r->range_off + r->range_len - 1;
       else
         ok = status == 200 && r->range_off == 0 && cl >= 0
-             && (uint64_t) cl == r->range_len;
+             && (uint64_t)cl == r->range_len;
       a->body_ok = ok ? 1 : -1;
     }
   return a->body_ok == 1;
@@ -83,7 +83,7 @@ s3_response_write_cb (char *data, size_t size, size_t nmemb, void *arg)
 
           if (a->iov_i >= r->iovcnt)
             {
-              a->overflow = true;   /* more than the buffers hold */
+              a->overflow = true; /* more than the buffers hold */
               return 0;
             }
           room = r->iov[a->iov_i].iov_len - a->iov_off;
@@ -95,7 +95,7 @@ s3_response_write_cb (char *data, size_t size, size_t nmemb, void *arg)
             {
               size_t skip = pos < a->final_bytes ? a->final_bytes - pos : 0;
 
-              memcpy ((char *) r->iov[a->iov_i].iov_base + a->iov_off + skip,
+              memcpy ((char *)r->iov[a->iov_i].iov_base + a->iov_off + skip,
                       data + done + skip, k - skip);
             }
           done += k;
@@ -121,7 +121,7 @@ s3_response_write_cb (char *data, size_t size, size_t nmemb, void *arg)
           a->overflow = true;
           return 0;
         }
-      memcpy ((char *) r->buf + a->written, data, n);
+      memcpy ((char *)r->buf + a->written, data, n);
     }
   else
     {
@@ -136,8 +136,7 @@ s3_response_write_cb (char *data, size_t size, size_t nmemb, void *arg)
 static void
 copy_header_value (char *dst, size_t dstsize, const char *v, size_t len)
 {
-  while (len && (v[len - 1] == '\r' || v[len - 1] == '\n'
-                 || v[len - 1] == ' '))
+  while (len && (v[len - 1] == '\r' || v[len - 1] == '\n' || v[len - 1] == ' '))
     len--;
   while (len && *v == ' ')
     {
@@ -185,8 +184,8 @@ s3_response_header_cb (char *line, size_t size, size_t nmemb, void *arg)
     {
       copy_header_value (val, sizeof val, line + v, len - v);
       a->have_range = sscanf (val, "bytes %" SCNu64 "-%" SCNu64 "/%" SCNu64,
-                              &a->range_first, &a->range_last,
-                              &a->range_total) == 3;
+                              &a->range_first, &a->range_last, &a->range_total)
+                      == 3;
     }
   return len;
 }
@@ -205,8 +204,8 @@ http_error (const struct s3_client *c, struct attempt *a, int status)
   const char *src = creds_source (c->creds);
 
   if (a->errbody.len)
-    s3xml_parse_error (a->errbody.s, a->errbody.len, code, sizeof code,
-                       message, sizeof message);
+    s3xml_parse_error (a->errbody.s, a->errbody.len, code, sizeof code, message,
+                       sizeof message);
   r->err.http_status = status;
   snprintf (r->err.s3_code, sizeof r->err.s3_code, "%s", code);
 
@@ -218,7 +217,9 @@ http_error (const struct s3_client *c, struct attempt *a, int status)
     }
   switch (status)
     {
-    case 301: case 307: case 400:
+    case 301:
+    case 307:
+    case 400:
       if (strcmp (code, "AuthorizationHeaderMalformed") == 0
           || strcmp (code, "PermanentRedirect") == 0 || status != 400)
         {
@@ -245,10 +246,9 @@ http_error (const struct s3_client *c, struct attempt *a, int status)
                    "credentials from %s; check the access key and secret",
                    code[0] ? code : "HTTP 403", src);
       else
-        s3bd_fail (&r->err, ec,
-                   "access denied (%s%s%s) with credentials from %s",
-                   code[0] ? code : "HTTP 403", message[0] ? ": " : "",
-                   message, src);
+        s3bd_fail (
+            &r->err, ec, "access denied (%s%s%s) with credentials from %s",
+            code[0] ? code : "HTTP 403", message[0] ? ": " : "", message, src);
       return DONE_ERROR;
     case 404:
       if (strcmp (code, "NoSuchBucket") == 0)
@@ -265,7 +265,8 @@ http_error (const struct s3_client *c, struct attempt *a, int status)
     case 412:
       s3bd_fail (&r->err, S3BD_ECHANGED,
                  "object changed since it was indexed: its ETag is no "
-                 "longer %s (HTTP 412)", r->if_match ? r->if_match : "?");
+                 "longer %s (HTTP 412)",
+                 r->if_match ? r->if_match : "?");
       return DONE_ERROR;
     case 416:
       s3bd_fail (&r->err, S3BD_ERANGE,
@@ -273,8 +274,8 @@ http_error (const struct s3_client *c, struct attempt *a, int status)
                  "than the range; it may have changed");
       return DONE_ERROR;
     }
-  s3bd_fail (&r->err, S3BD_EHTTP, "HTTP %d%s%s%s%s", status,
-             code[0] ? " " : "", code, message[0] ? ": " : "", message);
+  s3bd_fail (&r->err, S3BD_EHTTP, "HTTP %d%s%s%s%s", status, code[0] ? " " : "",
+             code, message[0] ? ": " : "", message);
   return DONE_ERROR;
 }
 
@@ -286,7 +287,7 @@ check_success (struct attempt *a, int status)
   curl_off_t cl = -1;
 
   curl_easy_getinfo (a->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
-  r->content_length = cl >= 0 ? (uint64_t) cl : a->written;
+  r->content_length = cl >= 0 ? (uint64_t)cl : a->written;
   r->object_size = a->have_range ? a->range_total : r->content_length;
 
   if (r->method != S3_GET)
@@ -315,8 +316,8 @@ check_success (struct attempt *a, int status)
            * acceptable when that is exactly the range.
            */
           s3bd_fail (&r->err, S3BD_EPROTO,
-                     "server ignored the range (HTTP %d, %" PRIu64
-                     " bytes)", status, r->content_length);
+                     "server ignored the range (HTTP %d, %" PRIu64 " bytes)",
+                     status, r->content_length);
           return DONE_ERROR;
         }
       if (a->written != r->range_len)
@@ -329,8 +330,8 @@ check_success (struct attempt *a, int status)
     }
   else if (r->buf && a->written != r->buf_len)
     {
-      s3bd_fail (&r->err, S3BD_EPROTO,
-                 "body of %zu bytes, expected %zu", a->written, r->buf_len);
+      s3bd_fail (&r->err, S3BD_EPROTO, "body of %zu bytes, expected %zu",
+                 a->written, r->buf_len);
       return DONE_ERROR;
     }
   if (!r->buf && !r->iov)
@@ -349,21 +350,20 @@ check_success (struct attempt *a, int status)
 }
 
 enum verdict
-s3_response_judge (const struct s3_client *c, struct attempt *a,
-                   CURLcode cc)
+s3_response_judge (const struct s3_client *c, struct attempt *a, CURLcode cc)
 {
   struct s3_request *r = a->r;
   long status = 0;
 
   curl_easy_getinfo (a->easy, CURLINFO_RESPONSE_CODE, &status);
-  r->status = (int) status;
+  r->status = (int)status;
   s3bd_error_clear (&r->err);
 
   if (a->overflow)
     {
       s3bd_fail (&r->err, S3BD_EPROTO,
                  "response body longer than the %" PRIu64 " bytes asked for",
-                 r->iov ? r->range_len : (uint64_t) r->buf_len);
+                 r->iov ? r->range_len : (uint64_t)r->buf_len);
       return DONE_ERROR;
     }
   if (cc != CURLE_OK)
@@ -377,10 +377,10 @@ s3_response_judge (const struct s3_client *c, struct attempt *a,
                  a->curl_err[0] ? a->curl_err : curl_easy_strerror (cc));
       if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE
           || cc == CURLE_SSL_CONNECT_ERROR)
-        r->err.code = S3BD_EINVAL;   /* TLS set-up: not going to heal */
-      return retry_is_transient ((int) cc, 0, "") ? RETRY : DONE_ERROR;
+        r->err.code = S3BD_EINVAL; /* TLS set-up: not going to heal */
+      return retry_is_transient ((int)cc, 0, "") ? RETRY : DONE_ERROR;
     }
   if (status >= 200 && status < 300)
-    return check_success (a, (int) status);
-  return http_error (c, a, (int) status);
+    return check_success (a, (int)status);
+  return http_error (c, a, (int)status);
 }

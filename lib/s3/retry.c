@@ -19,21 +19,19 @@
 static bool
 curl_code_is_transient (int code)
 {
-  switch ((CURLcode) code)
+  switch ((CURLcode)code)
     {
-    case CURLE_COULDNT_RESOLVE_HOST:  /* DNS can fail for a moment */
+    case CURLE_COULDNT_RESOLVE_HOST: /* DNS can fail for a moment */
     case CURLE_COULDNT_CONNECT:
-    case CURLE_OPERATION_TIMEDOUT:    /* also the low-speed limit */
-    case CURLE_PARTIAL_FILE:          /* body shorter than announced */
-    case CURLE_RECV_ERROR:            /* connection reset */
+    case CURLE_OPERATION_TIMEDOUT: /* also the low-speed limit */
+    case CURLE_PARTIAL_FILE:       /* body shorter than announced */
+    case CURLE_RECV_ERROR:         /* connection reset */
     case CURLE_SEND_ERROR:
-    case CURLE_GOT_NOTHING:           /* a kept-alive connection closed */
-    case CURLE_SSL_CONNECT_ERROR:     /* handshake cut; not a bad cert */
+    case CURLE_GOT_NOTHING:       /* a kept-alive connection closed */
+    case CURLE_SSL_CONNECT_ERROR: /* handshake cut; not a bad cert */
     case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:          /* stream reset by the server */
-      return true;
-    default:
-      return false;
+    case CURLE_HTTP2_STREAM: /* stream reset by the server */ return true;
+    default: return false;
     }
 }
 
@@ -58,22 +56,18 @@ retry_is_transient (int curl_code, int status, const char *s3_code)
     case 403:
     case 404:
     case 412:
-    case 416:
-      return false;
-    case 408:                   /* Request Timeout */
-    case 429:                   /* Too Many Requests */
+    case 416: return false;
+    case 408: /* Request Timeout */
+    case 429: /* Too Many Requests */
     case 500:
     case 502:
     case 503:
-    case 504:
-      return true;
-    default:
-      break;
+    case 504: return true;
+    default: break;
     }
   if (status < 400 || s3_code == NULL)
     return false;
-  for (i = 0; i < sizeof transient_s3_codes / sizeof *transient_s3_codes;
-       i++)
+  for (i = 0; i < sizeof transient_s3_codes / sizeof *transient_s3_codes; i++)
     if (strcmp (s3_code, transient_s3_codes[i]) == 0)
       return true;
   return false;
@@ -90,14 +84,14 @@ retry_delay_ms (const struct retry_policy *p, unsigned attempt, uint64_t rnd)
    */
   if (shift > 32)
     shift = 32;
-  ceiling = (uint64_t) p->base_ms << shift;
+  ceiling = (uint64_t)p->base_ms << shift;
   if (ceiling > p->cap_ms)
     ceiling = p->cap_ms;
 
   /* Scale the top 32 bits of rnd onto [0, ceiling]: ceiling + 1 <= 2^32,
    * so the product fits, and rnd = UINT64_MAX gives ceiling itself.
    */
-  return (unsigned) (((rnd >> 32) * (ceiling + 1)) >> 32);
+  return (unsigned)(((rnd >> 32) * (ceiling + 1)) >> 32);
 }
 
 bool

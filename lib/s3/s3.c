@@ -69,7 +69,7 @@ dns_safe_bucket (const char *b)
   if (n < 3 || n > 63 || b[0] == '-' || b[n - 1] == '-')
     return false;
   for (size_t i = 0; i < n; i++)
-    if (!(islower ((unsigned char) b[i]) || isdigit ((unsigned char) b[i])
+    if (!(islower ((unsigned char)b[i]) || isdigit ((unsigned char)b[i])
           || b[i] == '-'))
       return false;
   return true;
@@ -90,13 +90,16 @@ parse_endpoint (struct s3_client *c, struct s3bd_error *err)
     {
       s3bd_fail (err, S3BD_EINVAL,
                  "endpoint %s: not a URL (expected http://host[:port] or "
-                 "https://host[:port])", c->endpoint);
+                 "https://host[:port])",
+                 c->endpoint);
       goto out;
     }
   if (strcmp (scheme, "http") != 0 && strcmp (scheme, "https") != 0)
     {
-      s3bd_fail (err, S3BD_EINVAL, "endpoint %s: scheme must be http or "
-                 "https", c->endpoint);
+      s3bd_fail (err, S3BD_EINVAL,
+                 "endpoint %s: scheme must be http or "
+                 "https",
+                 c->endpoint);
       goto out;
     }
   if (curl_url_get (u, CURLUPART_PATH, &path, 0) == CURLUE_OK
@@ -143,10 +146,10 @@ int
 s3_client_new (const struct s3_config *cfg, struct s3_client **out,
                struct s3bd_error *err)
 {
-  static const char *const region_env[] = { "AWS_REGION",
-                                            "AWS_DEFAULT_REGION", NULL };
-  static const char *const endpoint_env[] = { "AWS_ENDPOINT_URL_S3",
-                                              "AWS_ENDPOINT_URL", NULL };
+  static const char *const region_env[]
+      = { "AWS_REGION", "AWS_DEFAULT_REGION", NULL };
+  static const char *const endpoint_env[]
+      = { "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", NULL };
   static const char *const no_env[] = { NULL };
   struct s3_client *c;
   char *style = NULL;
@@ -158,13 +161,15 @@ s3_client_new (const struct s3_config *cfg, struct s3_client **out,
   if (c == NULL)
     return s3bd_fail (err, S3BD_ENOMEM, "out of memory");
 
-  if (resolve_setting (cfg->region, region_env, cfg->creds.profile,
-                       "region", &c->region, err) == -1)
+  if (resolve_setting (cfg->region, region_env, cfg->creds.profile, "region",
+                       &c->region, err)
+      == -1)
     goto fail;
   if (c->region == NULL && (c->region = strdup ("us-east-1")) == NULL)
     goto nomem;
   if (resolve_setting (cfg->endpoint, endpoint_env, cfg->creds.profile,
-                       "endpoint_url", &c->endpoint, err) == -1)
+                       "endpoint_url", &c->endpoint, err)
+      == -1)
     goto fail;
   if (c->endpoint == NULL)
     {
@@ -184,7 +189,8 @@ s3_client_new (const struct s3_config *cfg, struct s3_client **out,
   if (c->addressing == S3_ADDR_AUTO)
     {
       if (resolve_setting (NULL, no_env, cfg->creds.profile,
-                           "s3.addressing_style", &style, err) == -1)
+                           "s3.addressing_style", &style, err)
+          == -1)
         goto fail;
       if (style && strcmp (style, "path") == 0)
         c->addressing = S3_ADDR_PATH;
@@ -194,13 +200,13 @@ s3_client_new (const struct s3_config *cfg, struct s3_client **out,
     }
 
   c->no_verify_tls = cfg->no_verify_tls;
-  if (resolve_setting (cfg->ca_file, (const char *const[]) { "AWS_CA_BUNDLE",
-                                                             NULL },
+  if (resolve_setting (cfg->ca_file,
+                       (const char *const[]){ "AWS_CA_BUNDLE", NULL },
                        cfg->creds.profile, "ca_bundle", &c->ca_file, err)
       == -1)
     goto fail;
-  c->connect_timeout_ms = cfg->connect_timeout_ms ? cfg->connect_timeout_ms
-                          : 5000;
+  c->connect_timeout_ms
+      = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 5000;
   c->request_timeout_ms = cfg->request_timeout_ms;
   c->low_speed_time_s = cfg->low_speed_time_s ? cfg->low_speed_time_s : 30;
   c->max_connections = cfg->max_connections ? cfg->max_connections : 64;
@@ -301,8 +307,8 @@ s3_request_target (const struct s3_client *c, const struct s3_request *r,
   for (size_t i = 0; i < r->nparams; i++)
     {
       const char *v = r->params[i].value ? r->params[i].value : "";
-      char *n = sigv4_uri_encode (r->params[i].name,
-                                  strlen (r->params[i].name), false);
+      char *n = sigv4_uri_encode (r->params[i].name, strlen (r->params[i].name),
+                                  false);
       char *ev = sigv4_uri_encode (v, strlen (v), false);
 
       if (n && ev)
@@ -333,8 +339,9 @@ fail:
 void
 s3_request_describe (const struct s3_request *r, char *buf, size_t n)
 {
-  const char *m = r->method == S3_GET ? "GET"
-                  : r->method == S3_HEAD ? "HEAD" : "PUT";
+  const char *m = r->method == S3_GET    ? "GET"
+                  : r->method == S3_HEAD ? "HEAD"
+                                         : "PUT";
   const char *query = "";
 
   for (size_t i = 0; i < r->nparams; i++)
@@ -347,17 +354,16 @@ s3_request_describe (const struct s3_request *r, char *buf, size_t n)
       }
   if (r->ranged)
     snprintf (buf, n, "%s s3://%s/%s bytes %" PRIu64 "-%" PRIu64, m,
-              r->bucket ? r->bucket : "", r->key ? r->key : "",
-              r->range_off, r->range_off + r->range_len - 1);
+              r->bucket ? r->bucket : "", r->key ? r->key : "", r->range_off,
+              r->range_off + r->range_len - 1);
   else
     snprintf (buf, n, "%s s3://%s/%s%s", m, r->bucket ? r->bucket : "",
               r->key ? r->key : "", query);
 }
 
 void
-s3_request_get_range (struct s3_request *r, const char *bucket,
-                      const char *key, uint64_t off, uint64_t len,
-                      const char *etag, void *buf)
+s3_request_get_range (struct s3_request *r, const char *bucket, const char *key,
+                      uint64_t off, uint64_t len, const char *etag, void *buf)
 {
   memset (r, 0, sizeof *r);
   r->method = S3_GET;
@@ -368,13 +374,12 @@ s3_request_get_range (struct s3_request *r, const char *bucket,
   r->range_len = len;
   r->if_match = etag;
   r->buf = buf;
-  r->buf_len = (size_t) len;
+  r->buf_len = (size_t)len;
 }
 
 /* Runs one request on the client's engine; copies its error. */
 static int
-perform_one (struct s3_client *c, struct s3_request *r,
-             struct s3bd_error *err)
+perform_one (struct s3_client *c, struct s3_request *r, struct s3bd_error *err)
 {
   if (s3_perform (c, &r, 1) == -1)
     {
@@ -405,8 +410,10 @@ s3_head (struct s3_client *c, const char *bucket, const char *key,
 
           s3_request_get_range (&g, bucket, key, 0, 1, NULL, &byte);
           if (perform_one (c, &g, err) == 0)
-            s3bd_fail (err, S3BD_EDENIED, "HEAD s3://%s/%s: access denied "
-                       "(HTTP 403), though GET is allowed", bucket, key);
+            s3bd_fail (err, S3BD_EDENIED,
+                       "HEAD s3://%s/%s: access denied "
+                       "(HTTP 403), though GET is allowed",
+                       bucket, key);
         }
       return -1;
     }
@@ -416,15 +423,15 @@ s3_head (struct s3_client *c, const char *bucket, const char *key,
   memset (&tm, 0, sizeof tm);
   /* Last-Modified is an HTTP date: "Wed, 25 Nov 2026 23:36:13 GMT". */
   if (strptime (r.last_modified, "%a, %d %b %Y %H:%M:%S GMT", &tm))
-    out->mtime = (int64_t) timegm (&tm);
+    out->mtime = (int64_t)timegm (&tm);
   s3_request_release (&r);
   return 0;
 }
 
 int
-s3_get (struct s3_client *c, const char *bucket, const char *key,
-        uint64_t off, uint64_t len, const char *etag, void *buf,
-        size_t chunk, struct s3bd_error *err)
+s3_get (struct s3_client *c, const char *bucket, const char *key, uint64_t off,
+        uint64_t len, const char *etag, void *buf, size_t chunk,
+        struct s3bd_error *err)
 {
   struct s3_request *reqs = NULL, **ptrs = NULL;
   uint64_t n;
@@ -437,8 +444,8 @@ s3_get (struct s3_client *c, const char *bucket, const char *key,
   n = (len + chunk - 1) / chunk;
   if (n > SIZE_MAX / sizeof *reqs)
     return s3bd_fail (err, S3BD_EINVAL, "range too large");
-  reqs = calloc ((size_t) n, sizeof *reqs);
-  ptrs = calloc ((size_t) n, sizeof *ptrs);
+  reqs = calloc ((size_t)n, sizeof *reqs);
+  ptrs = calloc ((size_t)n, sizeof *ptrs);
   if (reqs == NULL || ptrs == NULL)
     {
       s3bd_fail (err, S3BD_ENOMEM, "out of memory");
@@ -450,10 +457,10 @@ s3_get (struct s3_client *c, const char *bucket, const char *key,
       uint64_t l = len - o < chunk ? len - o : chunk;
 
       s3_request_get_range (&reqs[i], bucket, key, off + o, l, etag,
-                            (char *) buf + o);
+                            (char *)buf + o);
       ptrs[i] = &reqs[i];
     }
-  if (s3_perform (c, ptrs, (size_t) n) == 0)
+  if (s3_perform (c, ptrs, (size_t)n) == 0)
     ret = 0;
   else
     for (uint64_t i = 0; i < n; i++)
@@ -471,8 +478,8 @@ out:
 }
 
 int
-s3_read_object (struct s3_client *c, const char *uri, char **buf,
-                size_t *len, struct s3bd_error *err)
+s3_read_object (struct s3_client *c, const char *uri, char **buf, size_t *len,
+                struct s3bd_error *err)
 {
   char *bucket = NULL, *key = NULL, *b = NULL;
   struct s3_object_info info;
@@ -483,17 +490,17 @@ s3_read_object (struct s3_client *c, const char *uri, char **buf,
   if (s3_parse_uri (uri, &bucket, &key, err) == -1
       || s3_head (c, bucket, key, &info, err) == -1)
     goto out;
-  if (info.size >= SIZE_MAX || (b = malloc ((size_t) info.size + 1)) == NULL)
+  if (info.size >= SIZE_MAX || (b = malloc ((size_t)info.size + 1)) == NULL)
     {
-      s3bd_fail (err, S3BD_ENOMEM, "%s: cannot hold %" PRIu64 " bytes",
-                 uri, info.size);
+      s3bd_fail (err, S3BD_ENOMEM, "%s: cannot hold %" PRIu64 " bytes", uri,
+                 info.size);
       goto out;
     }
   if (s3_get (c, bucket, key, 0, info.size, info.etag, b, 0, err) == -1)
     goto out;
   b[info.size] = '\0';
   *buf = b;
-  *len = (size_t) info.size;
+  *len = (size_t)info.size;
   b = NULL;
   ret = 0;
 
@@ -506,11 +513,13 @@ out:
 
 int
 s3_put (struct s3_client *c, const char *bucket, const char *key,
-        const void *body, size_t len, char etag_out[80],
-        struct s3bd_error *err)
+        const void *body, size_t len, char etag_out[80], struct s3bd_error *err)
 {
-  struct s3_request r = { .method = S3_PUT, .bucket = bucket, .key = key,
-                          .put_body = body, .put_len = len };
+  struct s3_request r = { .method = S3_PUT,
+                          .bucket = bucket,
+                          .key = key,
+                          .put_body = body,
+                          .put_len = len };
 
   if (perform_one (c, &r, err) == -1)
     return -1;
@@ -524,8 +533,9 @@ int
 s3_create_bucket (struct s3_client *c, const char *bucket,
                   struct s3bd_error *err)
 {
-  struct s3_request r = { .method = S3_PUT, .bucket = bucket, .key = "",
-                          .put_body = "", .put_len = 0 };
+  struct s3_request r = {
+    .method = S3_PUT, .bucket = bucket, .key = "", .put_body = "", .put_len = 0
+  };
 
   if (perform_one (c, &r, err) == -1)
     return -1;
@@ -558,12 +568,18 @@ s3_presign_get (struct s3_client *c, const char *bucket, const char *key,
       strbuf_adds (&b, url);
       goto out;
     }
-  sigv4_amz_date ((long long) time (NULL), amz_date);
-  hdr[0] = (struct sigv4_pair) { "host", host };
-  sr = (struct sigv4_request) {
-    .method = "GET", .path = path, .headers = hdr, .nheaders = 1,
-    .payload_sha256 = SIGV4_UNSIGNED_PAYLOAD, .amz_date = amz_date,
-    .region = c->region, .service = "s3", .access_key = cr.access_key,
+  sigv4_amz_date ((long long)time (NULL), amz_date);
+  hdr[0] = (struct sigv4_pair){ "host", host };
+  sr = (struct sigv4_request){
+    .method = "GET",
+    .path = path,
+    .headers = hdr,
+    .nheaders = 1,
+    .payload_sha256 = SIGV4_UNSIGNED_PAYLOAD,
+    .amz_date = amz_date,
+    .region = c->region,
+    .service = "s3",
+    .access_key = cr.access_key,
     .secret_key = cr.secret_key,
   };
   if (sigv4_presign (&sr, expires, cr.session_token, &res, &query) == -1)
@@ -599,7 +615,7 @@ s3_parse_uri (const char *uri, char **bucket, char **prefix,
   slash = strchr (b, '/');
   if (slash == b || *b == '\0')
     return s3bd_fail (err, S3BD_EINVAL, "%s: no bucket name", uri);
-  *bucket = slash ? strndup (b, (size_t) (slash - b)) : strdup (b);
+  *bucket = slash ? strndup (b, (size_t)(slash - b)) : strdup (b);
   *prefix = strdup (slash ? slash + 1 : "");
   if (*bucket == NULL || *prefix == NULL)
     {

@@ -65,29 +65,28 @@ s3_config_set (struct s3_config *cfg, const char *name, const char *value,
     {
       if (parse_count (value, 1, MAX_CONNECTIONS, &v, err))
         return -1;
-      cfg->max_connections = (unsigned) v;
+      cfg->max_connections = (unsigned)v;
       return 0;
     }
   if (strcmp (name, "retries") == 0)
     {
       if (parse_count (value, 1, MAX_ATTEMPTS, &v, err))
         return -1;
-      cfg->max_attempts = (unsigned) v;
+      cfg->max_attempts = (unsigned)v;
       return 0;
     }
   if (strcmp (name, "timeout") == 0)
     {
       if (parse_count (value, 1, MAX_TIMEOUT_S, &v, err))
         return -1;
-      cfg->retry_budget_ms = (unsigned) v * 1000;
+      cfg->retry_budget_ms = (unsigned)v * 1000;
       return 0;
     }
   if (strcmp (name, "connect-timeout") == 0)
     {
-      if (parse_count (value, 1, MAX_CONNECT_TIMEOUT_S, &v,
-                       err))
+      if (parse_count (value, 1, MAX_CONNECT_TIMEOUT_S, &v, err))
         return -1;
-      cfg->connect_timeout_ms = (unsigned) v * 1000;
+      cfg->connect_timeout_ms = (unsigned)v * 1000;
       return 0;
     }
   return 1;

@@ -10,10 +10,11 @@
 #include "s3bd/retry.h"
 #include "s3bd/s3.h"
 
-struct s3_client {
-  char *endpoint;                /* as configured, no trailing '/' */
-  char *scheme;                  /* "http" or "https" */
-  char *host;                    /* host, or host:port when a port is given */
+struct s3_client
+{
+  char *endpoint; /* as configured, no trailing '/' */
+  char *scheme;   /* "http" or "https" */
+  char *host;     /* host, or host:port when a port is given */
   char *region;
   enum s3_addressing addressing; /* resolved: PATH or VIRTUAL */
   bool aws_host;                 /* endpoint is an AWS S3 host */
@@ -25,7 +26,7 @@ struct s3_client {
   unsigned max_connections;
   struct retry_policy retry;
   struct creds_provider *creds;
-  struct s3_engine *engine;      /* for the blocking calls; lazily made */
+  struct s3_engine *engine; /* for the blocking calls; lazily made */
 };
 
 /* The URL and Host header of a request (malloc'd), and the raw path that

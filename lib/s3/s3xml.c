@@ -56,7 +56,7 @@
 #define NS_SEP '|'
 
 /* expat takes lengths as int: feed large documents in pieces. */
-#define FEED_MAX ((size_t) 1 << 20)
+#define FEED_MAX ((size_t)1 << 20)
 
 static const char *
 local_name (const XML_Char *name)
@@ -114,7 +114,7 @@ parser_feed (XML_Parser xp, const char *xml, size_t len)
   do
     {
       n = len - off < FEED_MAX ? len - off : FEED_MAX;
-      st = XML_Parse (xp, xml + off, (int) n, off + n == len);
+      st = XML_Parse (xp, xml + off, (int)n, off + n == len);
       off += n;
     }
   while (st == XML_STATUS_OK && off < len);
@@ -152,7 +152,7 @@ s3xml_url_decode (char *s, size_t *len, bool plus_space)
     {
       if (s[i] == '%')
         {
-          s[j] = (char) (hex_value (s[i + 1]) << 4 | hex_value (s[i + 2]));
+          s[j] = (char)(hex_value (s[i + 1]) << 4 | hex_value (s[i + 2]));
           i += 2;
         }
       else if (s[i] == '+' && plus_space)
@@ -169,8 +169,9 @@ s3xml_url_decode (char *s, size_t *len, bool plus_space)
 
 /* ---- ListObjectsV2 pages ---- */
 
-enum elem {
-  E_OTHER,               /* skipped, with everything inside */
+enum elem
+{
+  E_OTHER, /* skipped, with everything inside */
   E_ROOT,
   E_CONTENTS,
   E_COMMON_PREFIXES,
@@ -212,24 +213,21 @@ leaf_max (enum elem e)
   switch (e)
     {
     case E_KEY:
-    case E_PREFIX:
-      return KEY_TEXT_MAX;
-    case E_NEXT_TOKEN:
-      return TOKEN_MAX;
-    case E_ETAG:
-      return ETAG_MAX;
-    default:
-      return SHORT_TEXT_MAX;
+    case E_PREFIX: return KEY_TEXT_MAX;
+    case E_NEXT_TOKEN: return TOKEN_MAX;
+    case E_ETAG: return ETAG_MAX;
+    default: return SHORT_TEXT_MAX;
     }
 }
 
-struct list_state {
+struct list_state
+{
   XML_Parser xp;
   struct s3_listing *out;
   struct s3xml_list_page *page;
   struct s3bd_error *err;
-  size_t first;                  /* out->n when this page began */
-  bool failed;                   /* err is set; ignore further events */
+  size_t first; /* out->n when this page began */
+  bool failed;  /* err is set; ignore further events */
   bool root_done;
 
   enum elem stack[DEPTH_MAX];
@@ -255,12 +253,11 @@ struct list_state {
 
 static void list_fail (struct list_state *st, enum s3bd_errcode code,
                        const char *fmt, ...)
-  __attribute__ ((format (printf, 3, 4)));
+    __attribute__ ((format (printf, 3, 4)));
 
 /* Records the first error, with where expat is, and stops the parser. */
 static void
-list_fail (struct list_state *st, enum s3bd_errcode code, const char *fmt,
-           ...)
+list_fail (struct list_state *st, enum s3bd_errcode code, const char *fmt, ...)
 {
   char why[512];
   va_list ap;
@@ -272,8 +269,8 @@ list_fail (struct list_state *st, enum s3bd_errcode code, const char *fmt,
   vsnprintf (why, sizeof why, fmt, ap);
   va_end (ap);
   s3bd_fail (st->err, code, "ListObjectsV2 response line %lu column %lu: %s",
-             (unsigned long) XML_GetCurrentLineNumber (st->xp),
-             (unsigned long) XML_GetCurrentColumnNumber (st->xp), why);
+             (unsigned long)XML_GetCurrentLineNumber (st->xp),
+             (unsigned long)XML_GetCurrentColumnNumber (st->xp), why);
   XML_StopParser (st->xp, XML_FALSE);
 }
 
@@ -287,8 +284,7 @@ list_classify (struct list_state *st, const char *name)
       if (strcmp (name, "ListBucketResult") != 0)
         {
           list_fail (st, S3BD_EPROTO,
-                     "root element is <%.64s>, not <ListBucketResult>",
-                     name);
+                     "root element is <%.64s>, not <ListBucketResult>", name);
           return E_OTHER;
         }
       return E_ROOT;
@@ -329,8 +325,7 @@ list_classify (struct list_state *st, const char *name)
       if (strcmp (name, "Prefix") == 0)
         return E_PREFIX;
       break;
-    default:
-      break;
+    default: break;
     }
   return E_OTHER;
 }
@@ -405,14 +400,14 @@ list_text (void *arg, const XML_Char *s, int len)
   e = st->stack[st->depth - 1];
   if (!is_leaf (e))
     return;
-  if ((size_t) len > leaf_max (e) - st->text_len)
+  if ((size_t)len > leaf_max (e) - st->text_len)
     {
-      list_fail (st, S3BD_EPROTO, "<%s> longer than %zu bytes",
-                 elem_names[e], leaf_max (e));
+      list_fail (st, S3BD_EPROTO, "<%s> longer than %zu bytes", elem_names[e],
+                 leaf_max (e));
       return;
     }
-  memcpy (st->text + st->text_len, s, (size_t) len);
-  st->text_len += (size_t) len;
+  memcpy (st->text + st->text_len, s, (size_t)len);
+  st->text_len += (size_t)len;
 }
 
 /* Parses a decimal uint64 with nothing else around it but white space. */
@@ -431,7 +426,7 @@ parse_u64 (char *s, size_t len, uint64_t *out)
 
       if (s[i] < '0' || s[i] > '9')
         return -1;
-      d = (unsigned) (s[i] - '0');
+      d = (unsigned)(s[i] - '0');
       if (v > (UINT64_MAX - d) / 10)
         return -1;
       v = v * 10 + d;
@@ -484,8 +479,10 @@ list_end_leaf (struct list_state *st, enum elem e)
       else if (strcmp (s, "false") == 0)
         st->page->truncated = false;
       else
-        list_fail (st, S3BD_EPROTO, "<IsTruncated> is \"%.32s\", "
-                   "not true or false", s);
+        list_fail (st, S3BD_EPROTO,
+                   "<IsTruncated> is \"%.32s\", "
+                   "not true or false",
+                   s);
       break;
 
     case E_NEXT_TOKEN:
@@ -513,9 +510,7 @@ list_end_leaf (struct list_state *st, enum elem e)
                    st->text);
       break;
 
-    case E_ETAG:
-      memcpy (st->etag, st->text, len + 1);
-      break;
+    case E_ETAG: memcpy (st->etag, st->text, len + 1); break;
 
     case E_LAST_MODIFIED:
       s = trim (st->text, &len);
@@ -529,8 +524,7 @@ list_end_leaf (struct list_state *st, enum elem e)
         list_fail (st, S3BD_ENOMEM, "out of memory");
       break;
 
-    default:
-      break;
+    default: break;
     }
 }
 
@@ -550,9 +544,7 @@ list_end (void *arg, const XML_Char *qname)
     }
   switch (e)
     {
-    case E_ROOT:
-      st->root_done = true;
-      break;
+    case E_ROOT: st->root_done = true; break;
     case E_CONTENTS:
       if (!st->have_key)
         list_fail (st, S3BD_EPROTO, "<Contents> without <Key>");
@@ -560,11 +552,11 @@ list_end (void *arg, const XML_Char *qname)
         list_fail (st, S3BD_EPROTO, "<Contents> without <Size>");
       else if (s3_listing_add (st->out, st->key, st->key_len,
                                st->have_etag ? st->etag : "", st->size,
-                               st->mtime, st->mtime_nsec) == -1)
+                               st->mtime, st->mtime_nsec)
+               == -1)
         list_fail (st, S3BD_ENOMEM, "out of memory");
       break;
-    default:
-      break;
+    default: break;
     }
 }
 
@@ -589,16 +581,18 @@ list_check_name (struct list_state *st, char *s, const char *what, size_t i)
   if (st->url_encoded && s3xml_url_decode (s, &len, true) == -1)
     return s3bd_fail (st->err, S3BD_EPROTO,
                       "ListObjectsV2 response: %s %zu of the page has a "
-                      "malformed %%-escape", what, i + 1);
+                      "malformed %%-escape",
+                      what, i + 1);
   if (memchr (s, '\0', len) != NULL)
     return s3bd_fail (st->err, S3BD_EPROTO,
                       "ListObjectsV2 response: %s %zu of the page contains "
-                      "a NUL byte", what, i + 1);
+                      "a NUL byte",
+                      what, i + 1);
   if (len > KEY_MAX)
     return s3bd_fail (st->err, S3BD_EPROTO,
                       "ListObjectsV2 response: %s %zu of the page is %zu "
-                      "bytes long, over S3's limit of %d", what, i + 1, len,
-                      KEY_MAX);
+                      "bytes long, over S3's limit of %d",
+                      what, i + 1, len, KEY_MAX);
   return 0;
 }
 
@@ -634,7 +628,8 @@ list_finish (struct list_state *st)
       if (*key == '\0')
         return s3bd_fail (st->err, S3BD_EPROTO,
                           "ListObjectsV2 response: key %zu of the page is "
-                          "empty", i - st->first + 1);
+                          "empty",
+                          i - st->first + 1);
     }
   for (i = 0; i < page->nprefixes; i++)
     if (list_check_name (st, page->prefixes[i], "prefix", i) == -1)
@@ -662,7 +657,8 @@ s3xml_parse_list (const char *xml, size_t len, struct s3_listing *out,
   memset (page, 0, sizeof *page);
   st = calloc (1, sizeof *st);
   if (st == NULL)
-    return s3bd_fail (err, S3BD_ENOMEM, "ListObjectsV2 response: "
+    return s3bd_fail (err, S3BD_ENOMEM,
+                      "ListObjectsV2 response: "
                       "out of memory");
   st->out = out;
   st->page = page;
@@ -685,11 +681,12 @@ s3xml_parse_list (const char *xml, size_t len, struct s3_listing *out,
       if (!st->failed)
         s3bd_fail (err, S3BD_EPROTO,
                    "ListObjectsV2 response line %lu column %lu: %s%s",
-                   (unsigned long) XML_GetCurrentLineNumber (st->xp),
-                   (unsigned long) XML_GetCurrentColumnNumber (st->xp),
+                   (unsigned long)XML_GetCurrentLineNumber (st->xp),
+                   (unsigned long)XML_GetCurrentColumnNumber (st->xp),
                    XML_ErrorString (XML_GetErrorCode (st->xp)),
                    ends_early (XML_GetErrorCode (st->xp))
-                   ? " (the response is truncated)" : "");
+                       ? " (the response is truncated)"
+                       : "");
       goto out;
     }
   if (st->failed)
@@ -725,13 +722,20 @@ s3xml_list_page_free (struct s3xml_list_page *page)
 
 /* ---- Error documents ---- */
 
-enum err_elem { EE_OTHER, EE_ROOT, EE_CODE, EE_MESSAGE };
+enum err_elem
+{
+  EE_OTHER,
+  EE_ROOT,
+  EE_CODE,
+  EE_MESSAGE
+};
 
-struct error_state {
+struct error_state
+{
   XML_Parser xp;
   bool failed;
   unsigned depth;
-  enum err_elem top;             /* the open element at depth 1 or 2 */
+  enum err_elem top; /* the open element at depth 1 or 2 */
   size_t code_len, message_len;
   char code[ERROR_TEXT_MAX + 1];
   char message[ERROR_TEXT_MAX + 1];
@@ -809,9 +813,9 @@ error_text (void *arg, const XML_Char *s, int len)
   if (st->failed || st->depth != 2)
     return;
   if (st->top == EE_CODE)
-    error_append (st->code, &st->code_len, s, (size_t) len);
+    error_append (st->code, &st->code_len, s, (size_t)len);
   else if (st->top == EE_MESSAGE)
-    error_append (st->message, &st->message_len, s, (size_t) len);
+    error_append (st->message, &st->message_len, s, (size_t)len);
 }
 
 static void XMLCALL
@@ -836,16 +840,16 @@ error_copy (char *dst, size_t dst_size, char *src, size_t len)
     len = dst_size - 1;
   for (i = 0; i < len; i++)
     {
-      unsigned char c = (unsigned char) src[i];
+      unsigned char c = (unsigned char)src[i];
 
-      dst[i] = c < 0x20 || c == 0x7f ? ' ' : (char) c;
+      dst[i] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
     }
   dst[len] = '\0';
 }
 
 int
-s3xml_parse_error (const char *xml, size_t len, char *code,
-                   size_t code_size, char *message, size_t message_size)
+s3xml_parse_error (const char *xml, size_t len, char *code, size_t code_size,
+                   char *message, size_t message_size)
 {
   struct error_state *st;
   int r = -1;
@@ -857,8 +861,7 @@ s3xml_parse_error (const char *xml, size_t len, char *code,
   st = calloc (1, sizeof *st);
   if (st == NULL)
     return -1;
-  st->xp = parser_new (st, error_start, error_end, error_text,
-                       error_doctype);
+  st->xp = parser_new (st, error_start, error_end, error_text, error_doctype);
   if (st->xp == NULL)
     goto out;
   if (parser_feed (st->xp, xml, len) != XML_STATUS_OK || st->failed)

@@ -48,14 +48,14 @@ hmac_sha256 (const void *key, size_t keylen, const char *msg,
 {
   unsigned int outlen = 32;
 
-  HMAC (EVP_sha256 (), key, (int) keylen, (const unsigned char *) msg,
+  HMAC (EVP_sha256 (), key, (int)keylen, (const unsigned char *)msg,
         strlen (msg), out, &outlen);
 }
 
 void
 sigv4_amz_date (long long t, char out[17])
 {
-  time_t tt = (time_t) t;
+  time_t tt = (time_t)t;
   struct tm tm;
 
   gmtime_r (&tt, &tm);
@@ -69,19 +69,18 @@ unreserved (unsigned char c)
 }
 
 static void
-uri_encode_into (struct strbuf *b, const char *s, size_t len,
-                 bool keep_slash)
+uri_encode_into (struct strbuf *b, const char *s, size_t len, bool keep_slash)
 {
   for (size_t i = 0; i < len; i++)
     {
-      unsigned char c = (unsigned char) s[i];
+      unsigned char c = (unsigned char)s[i];
 
       if ((c < 0x80 && unreserved (c)) || (keep_slash && c == '/'))
-        strbuf_addc (b, (char) c);
+        strbuf_addc (b, (char)c);
       else
         {
-          char esc[3] = { '%', hexdigits_upper[c >> 4],
-                          hexdigits_upper[c & 15] };
+          char esc[3]
+              = { '%', hexdigits_upper[c >> 4], hexdigits_upper[c & 15] };
           strbuf_add (b, esc, 3);
         }
     }
@@ -97,10 +96,11 @@ sigv4_uri_encode (const char *s, size_t len, bool keep_slash)
 }
 
 /* One query parameter or header, encoded or lower-cased, ready to sort. */
-struct item {
+struct item
+{
   char *name;
   char *value;
-  size_t order;    /* input position: keeps duplicate headers in order */
+  size_t order; /* input position: keeps duplicate headers in order */
 };
 
 static int
@@ -194,8 +194,8 @@ add_trimmed (struct strbuf *b, const char *v)
 
 /* Canonical headers ("name:value\n" each) and the signed headers list. */
 static int
-canonical_headers (const struct sigv4_pair *h, size_t n,
-                   struct strbuf *canon, struct strbuf *signed_list)
+canonical_headers (const struct sigv4_pair *h, size_t n, struct strbuf *canon,
+                   struct strbuf *signed_list)
 {
   struct item *v = calloc (n ? n : 1, sizeof *v);
 
@@ -211,7 +211,7 @@ canonical_headers (const struct sigv4_pair *h, size_t n,
           return -1;
         }
       for (char *p = v[i].name; *p; p++)
-        *p = (char) tolower ((unsigned char) *p);
+        *p = (char)tolower ((unsigned char)*p);
     }
   qsort (v, n, sizeof *v, item_cmp);
   for (size_t i = 0; i < n; i++)
@@ -266,8 +266,8 @@ valid_request (const struct sigv4_request *r)
 {
   return r->method && r->path && r->payload_sha256 && r->amz_date
          && strlen (r->amz_date) == 16 && r->region && r->service
-         && r->access_key && r->secret_key
-         && (r->nquery == 0 || r->query) && (r->nheaders == 0 || r->headers);
+         && r->access_key && r->secret_key && (r->nquery == 0 || r->query)
+         && (r->nheaders == 0 || r->headers);
 }
 
 /* Builds the canonical request and string to sign, and the signature. */
@@ -341,9 +341,9 @@ sigv4_sign (const struct sigv4_request *r, struct sigv4_result *out)
   n = snprintf (out->authorization, sizeof out->authorization,
                 "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, "
                 "SignedHeaders=%s, Signature=%s",
-                r->access_key, date, r->region, r->service,
-                out->signed_headers, out->signature);
-  if (n < 0 || (size_t) n >= sizeof out->authorization)
+                r->access_key, date, r->region, r->service, out->signed_headers,
+                out->signature);
+  if (n < 0 || (size_t)n >= sizeof out->authorization)
     {
       sigv4_result_free (out);
       return -1;
@@ -382,14 +382,14 @@ sigv4_presign (const struct sigv4_request *r, unsigned expires,
     goto out;
   for (size_t i = 0; i < r->nquery; i++)
     all[n++] = r->query[i];
-  all[n++] = (struct sigv4_pair) { "X-Amz-Algorithm", "AWS4-HMAC-SHA256" };
-  all[n++] = (struct sigv4_pair) { "X-Amz-Credential", cred.s };
-  all[n++] = (struct sigv4_pair) { "X-Amz-Date", r->amz_date };
-  all[n++] = (struct sigv4_pair) { "X-Amz-Expires", expires_s };
+  all[n++] = (struct sigv4_pair){ "X-Amz-Algorithm", "AWS4-HMAC-SHA256" };
+  all[n++] = (struct sigv4_pair){ "X-Amz-Credential", cred.s };
+  all[n++] = (struct sigv4_pair){ "X-Amz-Date", r->amz_date };
+  all[n++] = (struct sigv4_pair){ "X-Amz-Expires", expires_s };
   if (session_token && *session_token)
-    all[n++] = (struct sigv4_pair) { "X-Amz-Security-Token", session_token };
-  all[n++] = (struct sigv4_pair) { "X-Amz-SignedHeaders",
-                                   signed_list.s ? signed_list.s : "" };
+    all[n++] = (struct sigv4_pair){ "X-Amz-Security-Token", session_token };
+  all[n++] = (struct sigv4_pair){ "X-Amz-SignedHeaders",
+                                  signed_list.s ? signed_list.s : "" };
   if (sign_common (r, all, n, out) == -1)
     goto out;
   if (canonical_query (all, n, &q) == -1)

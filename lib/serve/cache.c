@@ -94,7 +94,7 @@ struct cache_fill
   int ready;
   /* Broadcast when chunks become READY and once more when done is set. */
   pthread_cond_t done_cond;
-  struct s3bd_error error;  /* when failed */
+  struct s3bd_error error; /* when failed */
   int n;
   struct chunk **chunks; /* n of them, in order */
   struct iovec *iov;     /* written by the thread starting it */
@@ -461,8 +461,8 @@ fill_start (struct cache *c, struct cache_fill *fill)
       fill->iov[k].iov_base = ch->buf;
       fill->iov[k].iov_len = ch->len;
     }
-  c->fetcher->ops->fetch (c->fetcher, c, fill, fill->object, fill->off, fill->len,
-                fill->iov, fill->n);
+  c->fetcher->ops->fetch (c->fetcher, c, fill, fill->object, fill->off,
+                          fill->len, fill->iov, fill->n);
 }
 
 static void

@@ -27,8 +27,9 @@
 #include "s3bd/index.h"
 #include "s3bd/s3.h"
 
-struct s3_fetcher {
-  struct fetcher base;       /* first: the cache's pointer is ours */
+struct s3_fetcher
+{
+  struct fetcher base; /* first: the cache's pointer is ours */
   struct fetch_s3_config cfg;
   struct s3_engine *engine;
   pthread_t thread;
@@ -37,19 +38,19 @@ struct s3_fetcher {
 };
 
 /* One GET in flight. */
-struct s3_fetch {
+struct s3_fetch
+{
   struct s3_request req;
   struct s3_fetcher *f;
   struct cache *cache;
   struct cache_fill *fill;
   int iovcnt;
-  struct iovec iov[];        /* copied: the cache's may not outlive the
-                                call */
+  struct iovec iov[]; /* copied: the cache's may not outlive the
+                         call */
 };
 
-static void
-say (const struct s3_fetcher *f, enum s3bd_log_level level, const char *fmt,
-     ...) __attribute__ ((format (printf, 3, 4)));
+static void say (const struct s3_fetcher *f, enum s3bd_log_level level,
+                 const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
 
 static void
 say (const struct s3_fetcher *f, enum s3bd_log_level level, const char *fmt,
@@ -74,8 +75,9 @@ get_done (struct s3_request *r, void *arg)
   if (r->rc)
     say (g->f, S3BD_LOG_ERROR, "%s", r->err.msg);
   else if (g->f->cfg.verbose)
-    say (g->f, S3BD_LOG_DEBUG, "s3bd: GET %s bytes %" PRIu64 "+%" PRIu64
-         " done", r->key, r->range_off, r->range_len);
+    say (g->f, S3BD_LOG_DEBUG,
+         "s3bd: GET %s bytes %" PRIu64 "+%" PRIu64 " done", r->key,
+         r->range_off, r->range_len);
   cache_fill_done (g->cache, g->fill, r->rc ? &r->err : NULL);
   s3_request_release (r);
   free (g);
@@ -92,10 +94,10 @@ get_progress (struct s3_request *r, int n, void *arg)
 
 static void
 s3_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
-          uint64_t object, uint64_t off, uint64_t len,
-          const struct iovec *iov, int iovcnt)
+          uint64_t object, uint64_t off, uint64_t len, const struct iovec *iov,
+          int iovcnt)
 {
-  struct s3_fetcher *f = (struct s3_fetcher *) base;
+  struct s3_fetcher *f = (struct s3_fetcher *)base;
   const struct s3bd_index *idx = f->cfg.idx;
   const struct index_object *o = &idx->objects[object];
   const char *bucket = idx->buckets[o->bucket];
@@ -104,12 +106,12 @@ s3_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
 
   if (!f->started || atomic_load (&f->stopping))
     {
-      s3bd_fail (&err, S3BD_EIO, "GET s3://%s/%s: the fetcher is %s",
-                 bucket, o->key, f->started ? "shutting down" : "not started");
+      s3bd_fail (&err, S3BD_EIO, "GET s3://%s/%s: the fetcher is %s", bucket,
+                 o->key, f->started ? "shutting down" : "not started");
       cache_fill_done (c, fill, &err);
       return;
     }
-  g = malloc (sizeof *g + (size_t) iovcnt * sizeof *iov);
+  g = malloc (sizeof *g + (size_t)iovcnt * sizeof *iov);
   if (g == NULL)
     {
       s3bd_fail (&err, S3BD_ENOMEM, "GET s3://%s/%s: out of memory", bucket,
@@ -122,7 +124,7 @@ s3_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
   g->cache = c;
   g->fill = fill;
   g->iovcnt = iovcnt;
-  memcpy (g->iov, iov, (size_t) iovcnt * sizeof *iov);
+  memcpy (g->iov, iov, (size_t)iovcnt * sizeof *iov);
   s3_request_get_range (&g->req, bucket, o->key, off, len, o->etag, NULL);
   g->req.buf_len = 0;
   g->req.iov = g->iov;
@@ -151,7 +153,7 @@ engine_thread (void *arg)
 static int
 s3_start (struct fetcher *base, struct s3bd_error *err)
 {
-  struct s3_fetcher *f = (struct s3_fetcher *) base;
+  struct s3_fetcher *f = (struct s3_fetcher *)base;
   int e;
 
   if (f->started)
@@ -167,7 +169,7 @@ s3_start (struct fetcher *base, struct s3bd_error *err)
 static void
 s3_stop (struct fetcher *base)
 {
-  struct s3_fetcher *f = (struct s3_fetcher *) base;
+  struct s3_fetcher *f = (struct s3_fetcher *)base;
 
   if (!f->started || atomic_exchange (&f->stopping, true))
     return;
@@ -178,7 +180,7 @@ s3_stop (struct fetcher *base)
 static void
 s3_get_stats (struct fetcher *base, struct fetch_stats *s)
 {
-  struct s3_fetcher *f = (struct s3_fetcher *) base;
+  struct s3_fetcher *f = (struct s3_fetcher *)base;
   struct s3_stats ss;
 
   s3_engine_stats (f->engine, &ss);
@@ -191,7 +193,7 @@ s3_get_stats (struct fetcher *base, struct fetch_stats *s)
 static void
 s3_free (struct fetcher *base)
 {
-  struct s3_fetcher *f = (struct s3_fetcher *) base;
+  struct s3_fetcher *f = (struct s3_fetcher *)base;
 
   s3_stop (base);
   s3_engine_free (f->engine);

@@ -18,7 +18,7 @@ piece (const struct s3bd_index *idx, uint64_t offset, uint64_t count,
   /* l->count blocks of the same source from this block on. */
   n = l->count * bs - in;
   if (l->kind == INDEX_META)
-    n = bs - in;          /* metadata blocks are looked up one by one */
+    n = bs - in; /* metadata blocks are looked up one by one */
   return n < count ? n : count;
 }
 
@@ -36,12 +36,8 @@ map_read (const struct s3bd_index *idx, struct cache *c, void *buf,
 
       switch (l.kind)
         {
-        case INDEX_HOLE:
-          memset (p, 0, n);
-          break;
-        case INDEX_META:
-          memcpy (p, l.meta + offset % bs, n);
-          break;
+        case INDEX_HOLE: memset (p, 0, n); break;
+        case INDEX_META: memcpy (p, l.meta + offset % bs, n); break;
         case INDEX_DATA:
           {
             const struct index_object *o = &idx->objects[l.object];
@@ -51,8 +47,7 @@ map_read (const struct s3bd_index *idx, struct cache *c, void *buf,
             if (real > n)
               real = n;
             if (real
-                && cache_read (c, l.object, o->size, ooff, real, p, err)
-                   == -1)
+                && cache_read (c, l.object, o->size, ooff, real, p, err) == -1)
               return -1;
             memset (p + real, 0, n - real);
             break;

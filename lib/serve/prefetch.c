@@ -16,9 +16,9 @@
  *    the end (reordered).  The tolerance cannot apply to the second read:
  *    a random reader leaves max_streams one-read streams behind it, and
  *    with the default 8 MiB gap about one random read in five (over
- *    1 GiB) would land near one of them and look sequential.  Exactly adjacent, it is one in 16,384
- *    for 4 KiB reads over 1 GiB, and then the reader did read two
- *    neighbouring blocks.
+ *    1 GiB) would land near one of them and look sequential.  Exactly adjacent,
+ * it is one in 16,384 for 4 KiB reads over 1 GiB, and then the reader did read
+ * two neighbouring blocks.
  *  - A read more than gap past the end starts another stream even when
  *    it falls in what was advised.  Taken as the stream's, a random read
  *    there would move the end, trigger advice past it, and leave the

@@ -11,7 +11,8 @@
 /* Ranges one read may be advised; the policy gives one today. */
 #define MAX_ADVICE 8
 
-struct serve {
+struct serve
+{
   /* Read-only after serve_new. */
   const struct s3bd_index *idx;
   struct fetcher *fetcher;
@@ -29,8 +30,7 @@ serve_new (const struct s3bd_index *idx, struct fetcher *fetcher,
            const struct serve_config *cfg, struct serve **out,
            struct s3bd_error *err)
 {
-  struct cache_config cc = { cfg->cache_size, cfg->chunk_size,
-                             cfg->max_fetch };
+  struct cache_config cc = { cfg->cache_size, cfg->chunk_size, cfg->max_fetch };
   struct prefetch_config pc = { 0 };
   struct serve *s;
   int e;
@@ -46,14 +46,13 @@ serve_new (const struct s3bd_index *idx, struct fetcher *fetcher,
   if (e)
     {
       free (s);
-      return s3bd_fail (err, S3BD_ENOMEM, "readahead lock: %s",
-                        strerror (e));
+      return s3bd_fail (err, S3BD_ENOMEM, "readahead lock: %s", strerror (e));
     }
   if (cache_new (&cc, fetcher, &s->cache, err) == -1)
     goto fail;
   pc.max_window = cfg->readahead_max;
-  pc.min_window = cfg->readahead_max < (512 << 10) ? cfg->readahead_max
-                                                   : 512 << 10;
+  pc.min_window
+      = cfg->readahead_max < (512 << 10) ? cfg->readahead_max : 512 << 10;
   pc.device_size = s->size;
   if (cfg->readahead_max)
     {
@@ -110,8 +109,8 @@ advise (struct serve *s, uint64_t off, uint64_t len)
   if (s->policy == NULL)
     return;
   ahead = cache_ahead_bytes (s->cache);
-  budget = ahead < s->cfg.readahead_budget ? s->cfg.readahead_budget - ahead
-                                           : 0;
+  budget
+      = ahead < s->cfg.readahead_budget ? s->cfg.readahead_budget - ahead : 0;
   pthread_mutex_lock (&s->ra_lock);
   n = prefetch_advise (s->policy, off, len, budget, r, MAX_ADVICE);
   pthread_mutex_unlock (&s->ra_lock);
@@ -135,8 +134,9 @@ serve_read (struct serve *s, void *buf, uint64_t count, uint64_t offset,
 {
   if (offset > s->size || count > s->size - offset)
     return s3bd_fail (err, S3BD_EINVAL,
-                      "read %" PRIu64 "+%" PRIu64 " past the device's end (%"
-                      PRIu64 " bytes)", offset, count, s->size);
+                      "read %" PRIu64 "+%" PRIu64
+                      " past the device's end (%" PRIu64 " bytes)",
+                      offset, count, s->size);
   advise (s, offset, count);
   return map_read (s->idx, s->cache, buf, count, offset, err);
 }
@@ -157,12 +157,11 @@ serve_stats_line (struct serve *s, char *buf, size_t n)
   fetcher_get_stats (s->fetcher, &fs);
   snprintf (buf, n,
             "stats: GETs %" PRIu64 " (retries %" PRIu64 ", failed %" PRIu64
-            "), %" PRIu64 " bytes fetched; cache: hits %" PRIu64 ", misses %"
-            PRIu64 ", waits %" PRIu64 ", evictions %" PRIu64 ", %" PRIu64
-            " bytes held; prefetch: %" PRIu64 " chunks, %" PRIu64 " used, %"
-            PRIu64 " wasted; errors %" PRIu64,
+            "), %" PRIu64 " bytes fetched; cache: hits %" PRIu64
+            ", misses %" PRIu64 ", waits %" PRIu64 ", evictions %" PRIu64
+            ", %" PRIu64 " bytes held; prefetch: %" PRIu64 " chunks, %" PRIu64
+            " used, %" PRIu64 " wasted; errors %" PRIu64,
             fs.requests, fs.retries, fs.failures, fs.bytes_in, cs.hits,
-            cs.misses, cs.waits, cs.evictions, cs.bytes,
-            cs.prefetched_chunks, cs.prefetch_used, cs.prefetch_wasted,
-            cs.errors);
+            cs.misses, cs.waits, cs.evictions, cs.bytes, cs.prefetched_chunks,
+            cs.prefetch_used, cs.prefetch_wasted, cs.errors);
 }

@@ -25,20 +25,19 @@ static char listing_path[64];
 static int
 setup (void **state)
 {
-  static const char text[] =
-    "0\t\"e0\"\t1700000000\tds/a/empty\n"
-    "1\t\"e1\"\t1700000001\tds/a/one\n"
-    "4097\t\"e2\"\t1700000002\tds/a/b4097\n"
-    "5\t\"e3\"\t1700000003\tds/bad//segment\n"
-    "0\t\"e4\"\t1700000004\tds/markers/dir/\n"
-    "300000\t\"e5\"\t1700000005\tds/big.bin\n"
-    "7\t\"e6\"\t1700000006\tother/outside\n";
+  static const char text[] = "0\t\"e0\"\t1700000000\tds/a/empty\n"
+                             "1\t\"e1\"\t1700000001\tds/a/one\n"
+                             "4097\t\"e2\"\t1700000002\tds/a/b4097\n"
+                             "5\t\"e3\"\t1700000003\tds/bad//segment\n"
+                             "0\t\"e4\"\t1700000004\tds/markers/dir/\n"
+                             "300000\t\"e5\"\t1700000005\tds/big.bin\n"
+                             "7\t\"e6\"\t1700000006\tother/outside\n";
   int fd;
 
   snprintf (listing_path, sizeof listing_path, "/tmp/test-build.XXXXXX");
   fd = mkstemp (listing_path);
-  if (fd == -1 || write (fd, text, sizeof text - 1)
-      != (ssize_t) (sizeof text - 1))
+  if (fd == -1
+      || write (fd, text, sizeof text - 1) != (ssize_t)(sizeof text - 1))
     return -1;
   close (fd);
   return 0;
@@ -76,8 +75,8 @@ test_defaults (void **state)
 
   opts_of (&o, "s3://bkt/ds/");
   assert_int_equal (build_index (NULL, &o, &r, &err), 0);
-  assert_int_equal (r.ds.nfiles, 4);          /* not "other/outside" */
-  assert_int_equal (r.ds.nleft, 1);           /* bad//segment */
+  assert_int_equal (r.ds.nfiles, 4); /* not "other/outside" */
+  assert_int_equal (r.ds.nleft, 1);  /* bad//segment */
   assert_int_equal (r.bytes, 0 + 1 + 4097 + 300000);
   assert_int_equal (index_decode (r.index, r.index_len, &idx, &err), 0);
   assert_int_equal (idx.nobjects, 4);
@@ -87,10 +86,10 @@ test_defaults (void **state)
   assert_string_equal (idx.prefix, "ds/");
   assert_int_equal (idx.source_kind, INDEX_SOURCE_PREFIX);
   assert_int_equal (idx.shard_count, 1);
-  assert_true (idx.created == 1700000005);    /* the newest object */
+  assert_true (idx.created == 1700000005); /* the newest object */
   index_free (&idx);
   build_result_free (&r);
-  build_result_free (&r);                     /* twice is safe */
+  build_result_free (&r); /* twice is safe */
   assert_null (r.index);
 }
 
@@ -157,7 +156,7 @@ test_options (void **state)
   assert_int_equal (idx.shard_count, 2);
   assert_true (idx.created == 1234567890);
   sb = superblock (&idx);
-  assert_memory_equal (sb + 0x78, "sixteen-bytes-ok", 16);  /* s_volume_name */
+  assert_memory_equal (sb + 0x78, "sixteen-bytes-ok", 16); /* s_volume_name */
   index_free (&idx);
   build_result_free (&r);
 }
@@ -226,7 +225,7 @@ test_errors (void **state)
   opts_of (&o, "s3://bkt/ds/bad/");
   assert_int_equal (build_index (NULL, &o, &r, &err), -1);
   assert_string_equal (err.msg, "s3://bkt/ds/bad/: no objects to serve "
-                       "(every key was left out)");
+                                "(every key was left out)");
 
   opts_of (&o, "s3://bkt/ds/");
   o.listing = "/nonexistent/listing";
@@ -272,8 +271,7 @@ test_opts_set (void **state)
   assert_int_equal (build_opts_set (&o, "gid", "4294967295", &err), 0);
   assert_int_equal (build_opts_set (&o, "file-mode", "0640", &err), 0);
   assert_int_equal (build_opts_set (&o, "dir-mode", "750", &err), 0);
-  assert_int_equal (build_opts_set (&o, "label", "sixteen-bytes-ok", &err),
-                    0);
+  assert_int_equal (build_opts_set (&o, "label", "sixteen-bytes-ok", &err), 0);
   assert_int_equal (build_opts_set (&o, "shard", "3/4", &err), 0);
   assert_int_equal (o.uid, 1000);
   assert_int_equal (o.gid, 4294967295u);
@@ -317,12 +315,9 @@ int
 main (void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test (test_defaults),
-    cmocka_unit_test (test_deterministic),
-    cmocka_unit_test (test_options),
-    cmocka_unit_test (test_manifest_needs_s3),
-    cmocka_unit_test (test_errors),
-    cmocka_unit_test (test_source_date_epoch),
+    cmocka_unit_test (test_defaults), cmocka_unit_test (test_deterministic),
+    cmocka_unit_test (test_options),  cmocka_unit_test (test_manifest_needs_s3),
+    cmocka_unit_test (test_errors),   cmocka_unit_test (test_source_date_epoch),
     cmocka_unit_test (test_opts_set),
   };
 

@@ -48,8 +48,7 @@ pattern_byte (uint64_t object, uint64_t off)
 }
 
 static void
-pattern_fill_buf (uint64_t object, uint64_t off, unsigned char *buf,
-                  size_t len)
+pattern_fill_buf (uint64_t object, uint64_t off, unsigned char *buf, size_t len)
 {
   for (size_t i = 0; i < len; i++)
     buf[i] = pattern_byte (object, off + i);
@@ -103,10 +102,10 @@ struct tfetcher
 };
 
 static void test_fetch (struct fetcher *base, struct cache *c,
-                        struct cache_fill *fill, uint64_t object,
-                        uint64_t off, uint64_t len, const struct iovec *iov,
-                        int iovcnt);
-static const struct fetch_ops test_ops = { .name = "test", .fetch = test_fetch };
+                        struct cache_fill *fill, uint64_t object, uint64_t off,
+                        uint64_t len, const struct iovec *iov, int iovcnt);
+static const struct fetch_ops test_ops
+    = { .name = "test", .fetch = test_fetch };
 
 static void
 sleep_us (unsigned us)
@@ -537,8 +536,8 @@ test_8_readers_of_different_objects (void **state)
                                   5 * CS + 7 * (uint64_t)i + 1, 0 };
       bytes += t[i].size;
       reads += (t[i].size + 999) / 1000;
-      assert_int_equal (
-          pthread_create (&th[i], NULL, own_object_reader, &t[i]), 0);
+      assert_int_equal (pthread_create (&th[i], NULL, own_object_reader, &t[i]),
+                        0);
     }
   for (int i = 0; i < 8; i++)
     {
@@ -763,8 +762,8 @@ manual_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
 }
 
 /* Writes buffer i of the fetch in flight with the pattern. */
-static const struct fetch_ops manual_ops = { .name = "manual",
-                                              .fetch = manual_fetch };
+static const struct fetch_ops manual_ops
+    = { .name = "manual", .fetch = manual_fetch };
 
 static void
 manual_write (struct manual *m, int i)
@@ -805,7 +804,9 @@ test_progress_makes_the_head_of_a_fetch_readable (void **state)
 {
   struct manual m = { .base.ops = &manual_ops };
   struct cache_config cfg = {
-    .max_bytes = 16 * CS, .chunk_size = CS, .max_fetch = 4 * CS,
+    .max_bytes = 16 * CS,
+    .chunk_size = CS,
+    .max_fetch = 4 * CS,
   };
   struct range_reader t;
   struct s3bd_error err;
@@ -832,8 +833,9 @@ test_progress_makes_the_head_of_a_fetch_readable (void **state)
   assert_int_equal (cache_ahead_bytes (c), 2 * CS);
 
   /* A reader of chunk 2 waits, and wakes when chunk 2 alone is final. */
-  t = (struct range_reader){ .c = c, .object = 5, .size = 4 * CS,
-                             .off = 2 * CS + 7, .len = 100, .r = -1 };
+  t = (struct range_reader){
+    .c = c, .object = 5, .size = 4 * CS, .off = 2 * CS + 7, .len = 100, .r = -1
+  };
   assert_int_equal (pthread_create (&th, NULL, range_reader, &t), 0);
   manual_write (&m, 2);
   cache_fill_progress (c, m.fill, 3);

@@ -297,8 +297,7 @@ test_ini_callback_stops_parse (void **state)
   memset (&e, 0, sizeof e);
   e.stop_after = 2;
   assert_int_equal (
-      ini_parse ("[a]\nx = 1\ny = 2\nz = 3\n", 22, NULL, collect, &e, &err),
-      7);
+      ini_parse ("[a]\nx = 1\ny = 2\nz = 3\n", 22, NULL, collect, &e, &err), 7);
   assert_string_equal (e.text, "a|x|1\na|y|2\n");
 }
 
@@ -329,8 +328,7 @@ test_iso8601_valid (void **state)
   assert_int_equal (nsec, 0);
   assert_int_equal (parse_iso8601 ("2026-11-25T23:36:13Z", &sec, &nsec), 0);
   assert_int_equal (sec, 1795649773);
-  assert_int_equal (parse_iso8601 ("2026-11-25T23:36:13.000Z", &sec, &nsec),
-                    0);
+  assert_int_equal (parse_iso8601 ("2026-11-25T23:36:13.000Z", &sec, &nsec), 0);
   assert_int_equal (sec, 1795649773);
   assert_int_equal (nsec, 0);
   assert_int_equal (parse_iso8601 ("2026-11-25T23:36:13.5Z", &sec, &nsec), 0);
@@ -535,11 +533,10 @@ test_chain_config_file_needs_profile_prefix (void **state)
    */
   write_file (".aws/credentials", "[profile x]\naws_access_key_id = A\n"
                                   "aws_secret_access_key = B\n");
-  path
-      = write_file (".aws/config", "[x]\naws_access_key_id = AKIAWRONG\n"
-                                   "aws_secret_access_key = wrongsecret\n"
-                                   "[profile   x]\naws_access_key_id = AKIAX\n"
-                                   "aws_secret_access_key = xsecret\n");
+  path = write_file (".aws/config", "[x]\naws_access_key_id = AKIAWRONG\n"
+                                    "aws_secret_access_key = wrongsecret\n"
+                                    "[profile   x]\naws_access_key_id = AKIAX\n"
+                                    "aws_secret_access_key = xsecret\n");
   snprintf (want, sizeof want, "profile x in %s", path);
   p = new_ok (&cfg);
   assert_string_equal (creds_source (p), want);
@@ -843,8 +840,7 @@ token_ok (struct imds_server *s, const char *req)
 static int
 route (struct imds_server *s, const char *req, char *body, size_t size)
 {
-  static const char role_path[]
-      = "/latest/meta-data/iam/security-credentials/";
+  static const char role_path[] = "/latest/meta-data/iam/security-credentials/";
   char method[16], path[512], buf[128], when[32];
   time_t t;
   struct tm tm;
@@ -860,8 +856,7 @@ route (struct imds_server *s, const char *req, char *body, size_t size)
       s->token_requests++;
       if (s->token_status != 200)
         return s->token_status;
-      if (!header (req, "X-aws-ec2-metadata-token-ttl-seconds", buf,
-                   sizeof buf)
+      if (!header (req, "X-aws-ec2-metadata-token-ttl-seconds", buf, sizeof buf)
           || strcmp (buf, "21600") != 0)
         {
           s->bad_ttl++;
@@ -1155,9 +1150,8 @@ test_imds_token_refused_gets_401 (void **state)
   server_start (&s);
   new_fails (&cfg, S3BD_ECREDS, &err);
   assert_non_null (strstr (err.msg, "instance metadata (http://127.0.0.1:"));
-  assert_non_null (strstr (err.msg,
-                           "HTTP 401: an IMDSv2 token is required, "
-                           "but the token request returned HTTP 403"));
+  assert_non_null (strstr (err.msg, "HTTP 401: an IMDSv2 token is required, "
+                                    "but the token request returned HTTP 403"));
   assert_int_equal (s.token_requests, 1);
   assert_int_equal (s.unauthorized, 1);
   assert_int_equal (s.requests, 2);

@@ -24,7 +24,7 @@ add (struct s3_listing *l, const char *key, uint64_t size)
 
   snprintf (etag, sizeof etag, "\"etag-%zu\"", l->n);
   assert_int_equal (s3_listing_add (l, key, strlen (key), etag, size,
-                                    1700000000 + (int64_t) l->n, 5),
+                                    1700000000 + (int64_t)l->n, 5),
                     0);
 }
 
@@ -80,7 +80,8 @@ assert_dirs (const struct dataset *ds, const char *const *dirs)
   assert_int_equal (ds->ndirs, i);
 }
 
-struct left {
+struct left
+{
   const char *key;
   enum ds_reason reason;
 };
@@ -118,8 +119,7 @@ test_reason_text (void **state)
       assert_non_null (t);
       assert_true (strlen (t) > 0);
     }
-  assert_string_equal (ds_reason_text (DS_EMPTY_SEGMENT),
-                       "empty path segment");
+  assert_string_equal (ds_reason_text (DS_EMPTY_SEGMENT), "empty path segment");
   assert_string_equal (ds_reason_text (DS_DOT_SEGMENT),
                        "'.' or '..' path segment");
   assert_string_equal (ds_reason_text (DS_NAME_TOO_LONG),
@@ -134,7 +134,8 @@ test_reason_text (void **state)
                        "reserved name (lost+found)");
 }
 
-struct path_case {
+struct path_case
+{
   const char *path;
   enum ds_reason want;
 };
@@ -174,23 +175,23 @@ static const struct path_case path_cases[] = {
   /* Invalid. */
   { "\xff", DS_BAD_UTF8 },
   { "a\xfe", DS_BAD_UTF8 },
-  { "\x80", DS_BAD_UTF8 },             /* lone continuation byte */
-  { "\xc3", DS_BAD_UTF8 },             /* truncated at the end */
+  { "\x80", DS_BAD_UTF8 }, /* lone continuation byte */
+  { "\xc3", DS_BAD_UTF8 }, /* truncated at the end */
   { "\xc3x", DS_BAD_UTF8 },
-  { "\xc3/x", DS_BAD_UTF8 },           /* truncated by a '/' */
+  { "\xc3/x", DS_BAD_UTF8 }, /* truncated by a '/' */
   { "\xe6\x97", DS_BAD_UTF8 },
   { "\xe6\x97x", DS_BAD_UTF8 },
   { "\xf0\x9f\x98", DS_BAD_UTF8 },
-  { "\xc0\xaf", DS_BAD_UTF8 },         /* overlong '/' */
-  { "\xc1\xbf", DS_BAD_UTF8 },         /* overlong */
-  { "\xe0\x80\xaf", DS_BAD_UTF8 },     /* overlong '/' */
-  { "\xe0\x9f\xbf", DS_BAD_UTF8 },     /* overlong U+07FF */
-  { "\xf0\x80\x80\xaf", DS_BAD_UTF8 }, /* overlong '/' */
-  { "\xf0\x8f\xbf\xbf", DS_BAD_UTF8 }, /* overlong U+FFFF */
-  { "\xed\xa0\x80", DS_BAD_UTF8 },     /* surrogate U+D800 */
-  { "\xed\xbf\xbf", DS_BAD_UTF8 },     /* surrogate U+DFFF */
+  { "\xc0\xaf", DS_BAD_UTF8 },                 /* overlong '/' */
+  { "\xc1\xbf", DS_BAD_UTF8 },                 /* overlong */
+  { "\xe0\x80\xaf", DS_BAD_UTF8 },             /* overlong '/' */
+  { "\xe0\x9f\xbf", DS_BAD_UTF8 },             /* overlong U+07FF */
+  { "\xf0\x80\x80\xaf", DS_BAD_UTF8 },         /* overlong '/' */
+  { "\xf0\x8f\xbf\xbf", DS_BAD_UTF8 },         /* overlong U+FFFF */
+  { "\xed\xa0\x80", DS_BAD_UTF8 },             /* surrogate U+D800 */
+  { "\xed\xbf\xbf", DS_BAD_UTF8 },             /* surrogate U+DFFF */
   { "\xed\xa0\xbd\xed\xb8\x80", DS_BAD_UTF8 }, /* CESU-8 pair */
-  { "\xf4\x90\x80\x80", DS_BAD_UTF8 }, /* U+110000 */
+  { "\xf4\x90\x80\x80", DS_BAD_UTF8 },         /* U+110000 */
   { "\xf5\x80\x80\x80", DS_BAD_UTF8 },
   { "\xf8\x88\x80\x80\x80", DS_BAD_UTF8 },
   /* Reserved at the top only, exact. */
@@ -252,13 +253,9 @@ static void
 test_listing_basic (void **state)
 {
   static const char *const keys[] = {
-    "data/train/",                      /* the root marker */
-    "data/train/b.jpg",
-    "data/train/a.jpg",
-    "data/train/sub/",
-    "data/train/sub/c.jpg",
-    "data/train/empty/",
-    NULL,
+    "data/train/", /* the root marker */
+    "data/train/b.jpg",     "data/train/a.jpg",  "data/train/sub/",
+    "data/train/sub/c.jpg", "data/train/empty/", NULL,
   };
   static const char *const paths[] = { "a.jpg", "b.jpg", "sub/c.jpg", NULL };
   static const char *const dirs[] = { "empty", "sub", NULL };
@@ -270,7 +267,7 @@ test_listing_basic (void **state)
   listing_of (&l, keys);
   assert_int_equal (dataset_from_listing (&ds, "bkt", "data/train/", &l, &err),
                     0);
-  s3_listing_free (&l);                 /* the dataset has its own copies */
+  s3_listing_free (&l); /* the dataset has its own copies */
   assert_int_equal (ds.nbuckets, 1);
   assert_string_equal (ds.buckets[0], "bkt");
   assert_string_equal (ds.prefix, "data/train/");
@@ -288,7 +285,7 @@ test_listing_basic (void **state)
   assert_string_equal (ds.files[2].key, "data/train/sub/c.jpg");
   dataset_free (&ds);
   assert_null (ds.files);
-  dataset_free (&ds);                   /* twice is harmless */
+  dataset_free (&ds); /* twice is harmless */
 }
 
 static void
@@ -298,7 +295,10 @@ test_listing_prefix_without_slash (void **state)
     "data/tr.txt", "data/train/a.jpg", "data/trx/", "data/tr", NULL,
   };
   static const char *const paths[] = {
-    "tr", "tr.txt", "train/a.jpg", NULL,
+    "tr",
+    "tr.txt",
+    "train/a.jpg",
+    NULL,
   };
   static const char *const dirs[] = { "trx", NULL };
   struct s3_listing l;
@@ -366,7 +366,7 @@ static void
 test_listing_markers_with_data (void **state)
 {
   static const struct left left[] = {
-    { "p/", DS_MARKER_WITH_DATA },      /* even the root's */
+    { "p/", DS_MARKER_WITH_DATA }, /* even the root's */
     { "p/x/", DS_MARKER_WITH_DATA },
     { NULL, 0 },
   };
@@ -413,7 +413,7 @@ test_listing_invalid_paths (void **state)
 {
   char long_key[300], too_long_key[300];
   const char *keys[] = {
-    "p//a",                             /* leading '/' */
+    "p//a", /* leading '/' */
     "p/a//b",
     "p/./a",
     "p/a/../b",
@@ -421,13 +421,13 @@ test_listing_invalid_paths (void **state)
     long_key,
     too_long_key,
     "p/\xff.jpg",
-    "p/\xc0\xaf",                       /* overlong '/' */
-    "p/\xed\xa0\x80",                   /* surrogate */
+    "p/\xc0\xaf",     /* overlong '/' */
+    "p/\xed\xa0\x80", /* surrogate */
     "p/lost+found/x",
     "p/lost+found/",
     "p/lost+found",
-    "p/x//",                            /* marker of "x/" */
-    "p//",                              /* marker of "" */
+    "p/x//", /* marker of "x/" */
+    "p//",   /* marker of "" */
     "p/good",
     "p/sub/lost+found",
     NULL,
@@ -476,19 +476,19 @@ test_listing_collisions (void **state)
 {
   /* As S3 lists them, byte order: '-' and '.' sort before '/'. */
   static const char *const keys[] = {
-    "p/a",        "p/a-b",     "p/a.txt",   "p/a/b",   "p/a0",
-    "p/b",        "p/b/",                              /* file and marker */
-    "p/c",        "p/c/d/",                            /* a marker below */
-    "p/e",        "p/e.txt",   "p/e.txt/f",            /* the middle one */
-    "p/f",        "p/f!",      "p/f.x",     "p/f/x",   /* needs a search */
-    "p/g",        "p/g-x/",    "p/g/h/",               /* markers, search */
-    "p/h",        "p/h/i",     "p/h/i/j",              /* two levels */
-    "p/k",        "p/k.d/",    "p/kk/",                /* no collision */
+    "p/a",  "p/a-b",   "p/a.txt",   "p/a/b",
+    "p/a0", "p/b",     "p/b/",               /* file and marker */
+    "p/c",  "p/c/d/",                        /* a marker below */
+    "p/e",  "p/e.txt", "p/e.txt/f",          /* the middle one */
+    "p/f",  "p/f!",    "p/f.x",     "p/f/x", /* needs a search */
+    "p/g",  "p/g-x/",  "p/g/h/",             /* markers, search */
+    "p/h",  "p/h/i",   "p/h/i/j",            /* two levels */
+    "p/k",  "p/k.d/",  "p/kk/",              /* no collision */
     NULL,
   };
   static const char *const paths[] = {
-    "a-b", "a.txt", "a/b", "a0", "e", "e.txt/f", "f!", "f.x", "f/x",
-    "h/i/j", "k", NULL,
+    "a-b", "a.txt", "a/b", "a0",    "e", "e.txt/f",
+    "f!",  "f.x",   "f/x", "h/i/j", "k", NULL,
   };
   static const char *const dirs[] = {
     "b", "c/d", "g-x", "g/h", "k.d", "kk", NULL,
@@ -558,7 +558,7 @@ test_listing_unsorted (void **state)
   assert_paths (&ds, paths);
   assert_dirs (&ds, dirs);
   assert_left (&ds, left2);
-  assert_string_equal (ds.files[2].etag, "\"etag-1\"");   /* y */
+  assert_string_equal (ds.files[2].etag, "\"etag-1\""); /* y */
   dataset_free (&ds);
   s3_listing_free (&l);
 }
@@ -567,20 +567,26 @@ static void
 test_listing_unicode_order (void **state)
 {
   static const char *const keys[] = {
-    "p/\xf0\x9f\x98\x80",               /* 😀 F0 */
+    "p/\xf0\x9f\x98\x80", /* 😀 F0 */
     "p/z",
-    "p/\xc3\xa9",                       /* é C3 A9 */
+    "p/\xc3\xa9", /* é C3 A9 */
     "p/Z",
-    "p/\xe6\x97\xa5\xe6\x9c\xac",       /* 日本 E6 */
+    "p/\xe6\x97\xa5\xe6\x9c\xac", /* 日本 E6 */
     "p/a",
-    "p/\xc3\xa4",                       /* ä C3 A4 */
-    "p/\xc3\xa4/",                      /* marker */
+    "p/\xc3\xa4",  /* ä C3 A4 */
+    "p/\xc3\xa4/", /* marker */
     "p/\xc3\xa4/x",
     NULL,
   };
   static const char *const paths[] = {
-    "Z", "a", "z", "\xc3\xa4/x", "\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac",
-    "\xf0\x9f\x98\x80", NULL,
+    "Z",
+    "a",
+    "z",
+    "\xc3\xa4/x",
+    "\xc3\xa9",
+    "\xe6\x97\xa5\xe6\x9c\xac",
+    "\xf0\x9f\x98\x80",
+    NULL,
   };
   static const struct left left[] = {
     { "p/\xc3\xa4", DS_FILE_DIR_COLLISION },
@@ -629,10 +635,10 @@ test_listing_duplicate_keys (void **state)
 static void
 test_manifest_good (void **state)
 {
-  static const char json[] =
-    "[ {\"prefix\": \"s3://bkt/some/prefix/\", \"other\": 1},\n"
-    "  \"relative/path/a.jpg\",\n"
-    "  \"b.jpg\" ]\n";
+  static const char json[]
+      = "[ {\"prefix\": \"s3://bkt/some/prefix/\", \"other\": 1},\n"
+        "  \"relative/path/a.jpg\",\n"
+        "  \"b.jpg\" ]\n";
   struct manifest m;
   struct s3bd_error err = { 0 };
 
@@ -668,7 +674,8 @@ test_manifest_good (void **state)
   manifest_free (&m);
 }
 
-struct bad_case {
+struct bad_case
+{
   const char *json;
   const char *part;
 };
@@ -685,16 +692,19 @@ static const struct bad_case bad_manifests[] = {
   { "[\"a\"]", "element 0: expected {\"prefix\"" },
   { "[{}]", "element 0: expected {\"prefix\"" },
   { "[{\"prefix\": 3}, \"a\"]", "element 0" },
-  { "[{\"prefix\": \"http://b/p/\"}, \"a\"]", "prefix: http://b/p/: not an S3 URI" },
+  { "[{\"prefix\": \"http://b/p/\"}, \"a\"]",
+    "prefix: http://b/p/: not an S3 URI" },
   { "[{\"prefix\": \"s3:///p/\"}, \"a\"]", "no bucket name" },
   { "[{\"prefix\": \"s3://b/p/\"}]", "no entries" },
   { "[{\"prefix\": \"s3://b/p/\"}, \"a\", 3]",
     "element 2: expected a string, found a number" },
-  { "[{\"prefix\": \"s3://b/p/\"}, null]", "element 1: expected a string, found null" },
+  { "[{\"prefix\": \"s3://b/p/\"}, null]",
+    "element 1: expected a string, found null" },
   { "[{\"prefix\": \"s3://b/p/\"}, [\"a\"]]", "found an array" },
   { "[{\"prefix\": \"s3://b/p/\"}, {\"a\": 1}]", "found an object" },
   { "[{\"prefix\": \"s3://b/p/\"}, true]", "found a boolean" },
-  { "[{\"prefix\": \"s3://b/p/\"}, \"a\\u0000b\"]", "element 1: contains a NUL" },
+  { "[{\"prefix\": \"s3://b/p/\"}, \"a\\u0000b\"]",
+    "element 1: contains a NUL" },
   { "[{\"prefix\": \"s3://b/p/\"}, \"a\"] x", "not JSON" },
   { "[{\"prefix\": \"s3://b/p/\"}, \"a\",]", "not JSON" },
 };
@@ -726,56 +736,55 @@ test_manifest_errors (void **state)
 static void
 test_augmented_one_bucket (void **state)
 {
-  static const char text[] =
-    "{\"source-ref\": \"s3://bkt/data/train/x/1.jpg\", \"label\": 3}\n"
-    "\n"
-    "   \r\n"
-    "{\"label\": 4, \"source-ref\": \"s3://bkt/data/train/y/2.jpg\"}\r\n"
-    "{\"source-ref\": \"s3://bkt/data/train/3.jpg\", "
-    "\"label-metadata\": {\"class-name\": \"cat\"}}";
+  static const char text[]
+      = "{\"source-ref\": \"s3://bkt/data/train/x/1.jpg\", \"label\": 3}\n"
+        "\n"
+        "   \r\n"
+        "{\"label\": 4, \"source-ref\": \"s3://bkt/data/train/y/2.jpg\"}\r\n"
+        "{\"source-ref\": \"s3://bkt/data/train/3.jpg\", "
+        "\"label-metadata\": {\"class-name\": \"cat\"}}";
   struct manifest m;
   struct s3bd_error err = { 0 };
 
-  assert_int_equal (augmented_manifest_parse (text, strlen (text), NULL, 0,
-                                              &m, &err), 0);
+  assert_int_equal (
+      augmented_manifest_parse (text, strlen (text), NULL, 0, &m, &err), 0);
   assert_int_equal (m.n, 3);
   assert_string_equal (m.v[0].bucket, "bkt");
   assert_string_equal (m.v[0].key, "data/train/x/1.jpg");
   assert_string_equal (m.v[0].path, "x/1.jpg");
   assert_string_equal (m.v[1].path, "y/2.jpg");
   assert_string_equal (m.v[2].path, "3.jpg");
-  assert_ptr_equal (m.v[0].bucket, m.v[2].bucket);   /* interned */
+  assert_ptr_equal (m.v[0].bucket, m.v[2].bucket); /* interned */
   manifest_free (&m);
 
   /* '/'-bounded: "train1/" and "train2/" share "data/", not "data/train". */
-  static const char t2[] =
-    "{\"a-ref\": \"s3://b/data/train1/a\"}\n"
-    "{\"a-ref\": \"s3://b/data/train2/b\"}\n";
-  assert_int_equal (augmented_manifest_parse (t2, strlen (t2), NULL, 0, &m,
-                                              &err), 0);
+  static const char t2[] = "{\"a-ref\": \"s3://b/data/train1/a\"}\n"
+                           "{\"a-ref\": \"s3://b/data/train2/b\"}\n";
+  assert_int_equal (
+      augmented_manifest_parse (t2, strlen (t2), NULL, 0, &m, &err), 0);
   assert_string_equal (m.v[0].path, "train1/a");
   assert_string_equal (m.v[1].path, "train2/b");
   manifest_free (&m);
 
   /* One key: its name.  Keys at the top: unchanged. */
   static const char t3[] = "{\"a-ref\": \"s3://b/x/y/z.jpg\"}";
-  assert_int_equal (augmented_manifest_parse (t3, strlen (t3), NULL, 0, &m,
-                                              &err), 0);
+  assert_int_equal (
+      augmented_manifest_parse (t3, strlen (t3), NULL, 0, &m, &err), 0);
   assert_string_equal (m.v[0].path, "z.jpg");
   manifest_free (&m);
-  static const char t4[] =
-    "{\"a-ref\": \"s3://b/top.jpg\"}\n{\"a-ref\": \"s3://b/d/e.jpg\"}\n";
-  assert_int_equal (augmented_manifest_parse (t4, strlen (t4), NULL, 0, &m,
-                                              &err), 0);
+  static const char t4[]
+      = "{\"a-ref\": \"s3://b/top.jpg\"}\n{\"a-ref\": \"s3://b/d/e.jpg\"}\n";
+  assert_int_equal (
+      augmented_manifest_parse (t4, strlen (t4), NULL, 0, &m, &err), 0);
   assert_string_equal (m.v[0].path, "top.jpg");
   assert_string_equal (m.v[1].path, "d/e.jpg");
   manifest_free (&m);
 
   /* A marker keeps its own name: the prefix comes from directory parts. */
-  static const char t5[] =
-    "{\"a-ref\": \"s3://b/d/x/\"}\n{\"a-ref\": \"s3://b/d/x/f\"}\n";
-  assert_int_equal (augmented_manifest_parse (t5, strlen (t5), NULL, 0, &m,
-                                              &err), 0);
+  static const char t5[]
+      = "{\"a-ref\": \"s3://b/d/x/\"}\n{\"a-ref\": \"s3://b/d/x/f\"}\n";
+  assert_int_equal (
+      augmented_manifest_parse (t5, strlen (t5), NULL, 0, &m, &err), 0);
   assert_string_equal (m.v[0].path, "x/");
   assert_string_equal (m.v[1].path, "x/f");
   manifest_free (&m);
@@ -784,15 +793,15 @@ test_augmented_one_bucket (void **state)
 static void
 test_augmented_several_buckets (void **state)
 {
-  static const char text[] =
-    "{\"source-ref\": \"s3://one/imgs/a/1.jpg\"}\n"
-    "{\"source-ref\": \"s3://two/other/place/2.jpg\"}\n"
-    "{\"source-ref\": \"s3://one/imgs/b/3.jpg\"}\n";
+  static const char text[]
+      = "{\"source-ref\": \"s3://one/imgs/a/1.jpg\"}\n"
+        "{\"source-ref\": \"s3://two/other/place/2.jpg\"}\n"
+        "{\"source-ref\": \"s3://one/imgs/b/3.jpg\"}\n";
   struct manifest m;
   struct s3bd_error err = { 0 };
 
-  assert_int_equal (augmented_manifest_parse (text, strlen (text), NULL, 0,
-                                              &m, &err), 0);
+  assert_int_equal (
+      augmented_manifest_parse (text, strlen (text), NULL, 0, &m, &err), 0);
   assert_int_equal (m.n, 3);
   assert_string_equal (m.v[0].path, "one/a/1.jpg");
   assert_string_equal (m.v[1].path, "two/2.jpg");
@@ -806,17 +815,18 @@ test_augmented_several_buckets (void **state)
 static void
 test_augmented_attrs (void **state)
 {
-  static const char text[] =
-    "{\"label-ref\": \"s3://b/l/1.png\", \"ref\": \"s3://b/no\", "
-    "\"source-reference\": \"s3://b/no\", \"source-ref\": \"s3://b/s/1.jpg\", "
-    "\"mask\": \"s3://b/m/1.png\"}\n";
+  static const char text[]
+      = "{\"label-ref\": \"s3://b/l/1.png\", \"ref\": \"s3://b/no\", "
+        "\"source-reference\": \"s3://b/no\", \"source-ref\": "
+        "\"s3://b/s/1.jpg\", "
+        "\"mask\": \"s3://b/m/1.png\"}\n";
   static const char *const attrs[] = { "mask", "source-ref" };
   struct manifest m;
   struct s3bd_error err = { 0 };
 
   /* Default: every "-ref" attribute, in the line's order. */
-  assert_int_equal (augmented_manifest_parse (text, strlen (text), NULL, 0,
-                                              &m, &err), 0);
+  assert_int_equal (
+      augmented_manifest_parse (text, strlen (text), NULL, 0, &m, &err), 0);
   assert_int_equal (m.n, 2);
   assert_string_equal (m.v[0].key, "l/1.png");
   assert_string_equal (m.v[1].key, "s/1.jpg");
@@ -824,8 +834,8 @@ test_augmented_attrs (void **state)
   manifest_free (&m);
 
   /* Named: those, in attrs order, "-ref" or not. */
-  assert_int_equal (augmented_manifest_parse (text, strlen (text), attrs, 2,
-                                              &m, &err), 0);
+  assert_int_equal (
+      augmented_manifest_parse (text, strlen (text), attrs, 2, &m, &err), 0);
   assert_int_equal (m.n, 2);
   assert_string_equal (m.v[0].key, "m/1.png");
   assert_string_equal (m.v[1].key, "s/1.jpg");
@@ -839,14 +849,16 @@ static const struct bad_case bad_augmented[] = {
   { "{\"a-ref\": \"s3://b/k\"}\n\n[\"s3://b/k\"]\n",
     "line 3: expected a JSON object, found an array" },
   { "{\"a-ref\": \"s3://b/k\"} x\n", "line 1: not JSON" },
-  { "{\"a-ref\": \"s3://b/k\"}{\"b-ref\": \"s3://b/j\"}\n", "line 1: not JSON" },
+  { "{\"a-ref\": \"s3://b/k\"}{\"b-ref\": \"s3://b/j\"}\n",
+    "line 1: not JSON" },
   { "{\"a-ref\": \"s3://b/k\"}\n{\"label\": 1}\n",
     "line 2: no attribute whose name ends in \"-ref\"" },
   { "{\"a-ref\": \"http://b/k\"}",
     "line 1: attribute \"a-ref\": http://b/k: not an S3 URI" },
-  { "{\"a-ref\": 12}",
-    "line 1: attribute \"a-ref\": expected an s3:// URI string, found a number" },
-  { "{\"a-ref\": \"s3://b/\"}", "line 1: attribute \"a-ref\": s3://b/: names a bucket" },
+  { "{\"a-ref\": 12}", "line 1: attribute \"a-ref\": expected an s3:// URI "
+                       "string, found a number" },
+  { "{\"a-ref\": \"s3://b/\"}",
+    "line 1: attribute \"a-ref\": s3://b/: names a bucket" },
   { "{\"a-ref\": \"s3://b\"}", "names a bucket" },
   { "{\"a-ref\": \"s3:///k\"}", "no bucket name" },
   { "{\"a-ref\": \"s3://b/a\\u0000b\"}", "contains a NUL" },
@@ -877,23 +889,23 @@ test_augmented_errors (void **state)
 static void
 test_augmented_missing_attr (void **state)
 {
-  static const char text[] =
-    "{\"source-ref\": \"s3://b/k1\", \"mask\": \"s3://b/m1\"}\n"
-    "{\"source-ref\": \"s3://b/k2\"}\n";
+  static const char text[]
+      = "{\"source-ref\": \"s3://b/k1\", \"mask\": \"s3://b/m1\"}\n"
+        "{\"source-ref\": \"s3://b/k2\"}\n";
   static const char *const attrs[] = { "source-ref", "mask" };
   struct manifest m;
   struct s3bd_error err = { 0 };
 
-  assert_int_equal (augmented_manifest_parse (text, strlen (text), attrs, 2,
-                                              &m, &err), -1);
+  assert_int_equal (
+      augmented_manifest_parse (text, strlen (text), attrs, 2, &m, &err), -1);
   assert_int_equal (err.code, S3BD_EINVAL);
   assert_msg (&err, "line 2: no attribute \"mask\"");
   /* A named attribute that is no URI. */
   static const char t2[] = "{\"source-ref\": \"s3://b/k1\", \"mask\": [1]}";
-  assert_int_equal (augmented_manifest_parse (t2, strlen (t2), attrs, 2, &m,
-                                              &err), -1);
+  assert_int_equal (
+      augmented_manifest_parse (t2, strlen (t2), attrs, 2, &m, &err), -1);
   assert_msg (&err, "line 1: attribute \"mask\": expected an s3:// URI "
-              "string, found an array");
+                    "string, found an array");
 }
 
 /* ---- Datasets from manifests ---- */
@@ -912,7 +924,7 @@ found_all (const struct manifest *m, char etags[][24])
       found[i].key = m->v[i].key;
       found[i].etag = etags[i];
       found[i].size = i + 1;
-      found[i].mtime = 1600000000 + (int64_t) i;
+      found[i].mtime = 1600000000 + (int64_t)i;
     }
   return found;
 }
@@ -920,9 +932,9 @@ found_all (const struct manifest *m, char etags[][24])
 static void
 test_from_manifest (void **state)
 {
-  static const char json[] =
-    "[{\"prefix\": \"s3://bkt/p/\"}, \"b.jpg\", \"a/1.jpg\", \"x\", "
-    "\"x/y\", \"a/../c\", \"d/\", \"b.jpg\", \"lost+found/z\"]";
+  static const char json[]
+      = "[{\"prefix\": \"s3://bkt/p/\"}, \"b.jpg\", \"a/1.jpg\", \"x\", "
+        "\"x/y\", \"a/../c\", \"d/\", \"b.jpg\", \"lost+found/z\"]";
   static const char *const paths[] = { "a/1.jpg", "b.jpg", "x/y", NULL };
   static const char *const dirs[] = { "d", NULL };
   static const struct left left[] = {
@@ -941,9 +953,9 @@ test_from_manifest (void **state)
   assert_int_equal (manifest_parse (json, strlen (json), &m, &err), 0);
   assert_int_equal (m.n, 8);
   found = found_all (&m, etags);
-  found[5].size = 0;                    /* "d/": a marker */
+  found[5].size = 0; /* "d/": a marker */
   assert_int_equal (dataset_from_manifest (&ds, &m, found, &err), 0);
-  manifest_free (&m);                   /* the dataset has copies */
+  manifest_free (&m); /* the dataset has copies */
   free (found);
   assert_paths (&ds, paths);
   assert_dirs (&ds, dirs);
@@ -987,13 +999,15 @@ test_from_manifest_marker_with_data (void **state)
 static void
 test_from_augmented_buckets (void **state)
 {
-  static const char text[] =
-    "{\"source-ref\": \"s3://two/d/b.jpg\"}\n"
-    "{\"source-ref\": \"s3://one/e/a.jpg\"}\n"
-    "{\"source-ref\": \"s3://two/d/a.jpg\"}\n"
-    "{\"source-ref\": \"s3://two/d/b.jpg\"}\n";
+  static const char text[] = "{\"source-ref\": \"s3://two/d/b.jpg\"}\n"
+                             "{\"source-ref\": \"s3://one/e/a.jpg\"}\n"
+                             "{\"source-ref\": \"s3://two/d/a.jpg\"}\n"
+                             "{\"source-ref\": \"s3://two/d/b.jpg\"}\n";
   static const char *const paths[] = {
-    "one/a.jpg", "two/a.jpg", "two/b.jpg", NULL,
+    "one/a.jpg",
+    "two/a.jpg",
+    "two/b.jpg",
+    NULL,
   };
   static const struct left left[] = {
     { "d/b.jpg", DS_DUPLICATE_PATH },
@@ -1005,13 +1019,13 @@ test_from_augmented_buckets (void **state)
   struct dataset ds;
   struct s3bd_error err = { 0 };
 
-  assert_int_equal (augmented_manifest_parse (text, strlen (text), NULL, 0,
-                                              &m, &err), 0);
-  assert_int_equal (m.n, 4);            /* the duplicate is kept here */
+  assert_int_equal (
+      augmented_manifest_parse (text, strlen (text), NULL, 0, &m, &err), 0);
+  assert_int_equal (m.n, 4); /* the duplicate is kept here */
   found = found_all (&m, etags);
   assert_int_equal (dataset_from_manifest (&ds, &m, found, &err), 0);
   assert_int_equal (ds.nbuckets, 2);
-  assert_string_equal (ds.buckets[0], "two");     /* first appearance */
+  assert_string_equal (ds.buckets[0], "two"); /* first appearance */
   assert_string_equal (ds.buckets[1], "one");
   assert_paths (&ds, paths);
   assert_int_equal (ds.files[0].bucket, 1);
@@ -1027,8 +1041,8 @@ test_from_augmented_buckets (void **state)
 static void
 test_from_manifest_missing (void **state)
 {
-  static const char json[] =
-    "[{\"prefix\": \"s3://bkt/p/\"}, \"a.jpg\", \"b.jpg\", \"c.jpg\"]";
+  static const char json[]
+      = "[{\"prefix\": \"s3://bkt/p/\"}, \"a.jpg\", \"b.jpg\", \"c.jpg\"]";
   char etags[3][24];
   struct manifest m;
   struct s3_object *found;
@@ -1074,7 +1088,7 @@ test_shard (void **state)
       assert_int_equal (dataset_from_listing (&ds, "b", "p/", &l, &err), 0);
       dataset_shard (&ds, s, 3);
       assert_int_equal (ds.nfiles, s < 2 ? 7 : 6);
-      assert_int_equal (ds.ndirs, 1);   /* directories in every shard */
+      assert_int_equal (ds.ndirs, 1); /* directories in every shard */
       assert_int_equal (ds.nleft, 0);
       for (j = 0; j < ds.nfiles; j++)
         {
@@ -1116,7 +1130,7 @@ now (void)
   struct timespec ts;
 
   clock_gettime (CLOCK_MONOTONIC, &ts);
-  return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* A million objects: 1000 directories of 1000 files, a marker each, and
@@ -1158,8 +1172,7 @@ test_million (void **state)
         s3_listing_sort (&l);
       n = l.n;
       t0 = now ();
-      assert_int_equal (dataset_from_listing (&ds, "b", "train/", &l, &err),
-                        0);
+      assert_int_equal (dataset_from_listing (&ds, "b", "train/", &l, &err), 0);
       t1 = now ();
       print_message ("%zu objects (%s): dataset in %.3f s\n", n,
                      pass ? "unsorted" : "sorted", t1 - t0);

@@ -5,10 +5,10 @@
  * in batches (nothing while three quarters of a window are advised
  * ahead, then the whole refill, never less than min_advice or the
  * window), so that a long scan is advised in ranges of several MiB and
- * still always has three quarters of a window in hand; short files read in random order are not
- * fetched far past their ends; random and backward readers get nothing,
- * even reading inside a scan's advice; interleaved readers each get
- * their own stream; LRU replacement; the budget; reads reordered by the
+ * still always has three quarters of a window in hand; short files read in
+ * random order are not fetched far past their ends; random and backward readers
+ * get nothing, even reading inside a scan's advice; interleaved readers each
+ * get their own stream; LRU replacement; the budget; reads reordered by the
  * kernel; files read back to back; and a simulation that prints what
  * the policy advises, and in how long ranges, for a few access patterns.
  */
@@ -659,8 +659,8 @@ test_reordered_reads (void **state)
    * 128 KiB), and past the advice: the window doubles, and is advised
    * from where the reader is.
    */
-  assert_int_equal (
-      advise (p, 448 * KiB + 256 * KiB, 64 * KiB, NO_LIMIT, &got), 1);
+  assert_int_equal (advise (p, 448 * KiB + 256 * KiB, 64 * KiB, NO_LIMIT, &got),
+                    1);
   assert_int_equal (got.off, 768 * KiB);
   assert_int_equal (got.len, 2 * MIN_WINDOW);
   advised += got.len;

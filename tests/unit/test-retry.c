@@ -11,7 +11,8 @@
 
 #include "s3bd/retry.h"
 
-struct case_ {
+struct case_
+{
   int curl_code;
   int status;
   const char *s3_code;
@@ -33,7 +34,7 @@ static const struct case_ cases[] = {
   { CURLE_UNSUPPORTED_PROTOCOL, 0, "", false },
   { CURLE_URL_MALFORMAT, 0, "", false },
   { CURLE_PEER_FAILED_VERIFICATION, 0, "", false },
-  { CURLE_WRITE_ERROR, 206, "", false },       /* our callback said stop */
+  { CURLE_WRITE_ERROR, 206, "", false }, /* our callback said stop */
   { CURLE_OUT_OF_MEMORY, 0, "", false },
   { CURLE_ABORTED_BY_CALLBACK, 0, "", false },
   { CURLE_SSL_CACERT_BADFILE, 0, "", false },
@@ -137,7 +138,7 @@ check_delays (const struct retry_policy *p)
       /* Monotonic in rnd, never above the ceiling (so never above cap). */
       for (k = 0; k <= 64; k++)
         {
-          uint64_t rnd = k == 64 ? UINT64_MAX : (uint64_t) k << 58;
+          uint64_t rnd = k == 64 ? UINT64_MAX : (uint64_t)k << 58;
           unsigned d = retry_delay_ms (p, attempt, rnd);
 
           assert_true (d >= prev);
@@ -171,8 +172,7 @@ test_delay_bounds (void **state)
   assert_int_equal (retry_delay_ms (&defaults, 6, UINT64_MAX), 3200);
   assert_int_equal (retry_delay_ms (&defaults, 7, UINT64_MAX), 5000);
   assert_int_equal (retry_delay_ms (&defaults, 33, UINT64_MAX), 5000);
-  assert_int_equal (retry_delay_ms (&defaults, UINT32_MAX, UINT64_MAX),
-                    5000);
+  assert_int_equal (retry_delay_ms (&defaults, UINT32_MAX, UINT64_MAX), 5000);
   /* Attempt 0 is taken as the first retry. */
   assert_int_equal (retry_delay_ms (&defaults, 0, UINT64_MAX), 100);
 
@@ -197,8 +197,7 @@ test_delay_uniform (void **state)
       buckets[d * 10 / 5001]++;
     }
   for (i = 0; i < 10; i++)
-    assert_true (buckets[i] > n / 10 * 9 / 10
-                 && buckets[i] < n / 10 * 11 / 10);
+    assert_true (buckets[i] > n / 10 * 9 / 10 && buckets[i] < n / 10 * 11 / 10);
 }
 
 static void

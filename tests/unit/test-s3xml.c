@@ -16,7 +16,8 @@
 #define NS "http://s3.amazonaws.com/doc/2006-03-01/"
 
 /* Parses xml (a C string) into a fresh listing and page. */
-struct parsed {
+struct parsed
+{
   struct s3_listing l;
   struct s3xml_list_page page;
   struct s3bd_error err;
@@ -46,8 +47,8 @@ assert_refused (const char *xml, const char *want)
   parse (&p, xml);
   if (p.r != -1 || p.err.code != S3BD_EPROTO
       || strstr (p.err.msg, want) == NULL)
-    fail_msg ("expected EPROTO with \"%s\", got r=%d code=%s msg=\"%s\"",
-              want, p.r, s3bd_errname (p.err.code), p.err.msg);
+    fail_msg ("expected EPROTO with \"%s\", got r=%d code=%s msg=\"%s\"", want,
+              p.r, s3bd_errname (p.err.code), p.err.msg);
   assert_int_equal (p.l.n, 0);
   assert_null (p.page.next_token);
   assert_null (p.page.prefixes);
@@ -57,31 +58,32 @@ assert_refused (const char *xml, const char *want)
 /* As AWS sends it: namespace, EncodingType before the Contents, the
  * documented elements S3 adds that we skip (Owner, ChecksumAlgorithm...).
  */
-static const char aws_page[] =
-  "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-  "<ListBucketResult xmlns=\"" NS "\">"
-  "<Name>datasets</Name><Prefix>train/</Prefix>"
-  "<NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="
-  "</NextContinuationToken>"
-  "<KeyCount>3</KeyCount><MaxKeys>3</MaxKeys>"
-  "<EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>"
-  "<Contents><Key>train/a%2Bb.jpg</Key>"
-  "<LastModified>2009-10-12T17:50:30.000Z</LastModified>"
-  "<ETag>&quot;fba9dede5f27731c9771645a39863328&quot;</ETag>"
-  "<ChecksumAlgorithm>CRC32</ChecksumAlgorithm>"
-  "<Size>434234</Size><StorageClass>STANDARD</StorageClass></Contents>"
-  "<Contents><Key>train/big+file.bin</Key>"
-  "<LastModified>2024-02-29T23:59:59.123Z</LastModified>"
-  "<ETag>&quot;3858f62230ac3c915f300c664312c11f-9&quot;</ETag>"
-  "<Size>18446744073709551615</Size>"
-  "<Owner><ID>75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a"
-  "</ID><DisplayName>mtd</DisplayName></Owner>"
-  "<StorageClass>STANDARD</StorageClass></Contents>"
-  "<Contents><Key>train/empty</Key>"
-  "<LastModified>1970-01-01T00:00:00.000Z</LastModified>"
-  "<ETag>&quot;d41d8cd98f00b204e9800998ecf8427e&quot;</ETag>"
-  "<Size>0</Size><StorageClass>STANDARD</StorageClass></Contents>"
-  "</ListBucketResult>\n";
+static const char aws_page[]
+    = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+      "<ListBucketResult xmlns=\"" NS "\">"
+      "<Name>datasets</Name><Prefix>train/</Prefix>"
+      "<NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM="
+      "</NextContinuationToken>"
+      "<KeyCount>3</KeyCount><MaxKeys>3</MaxKeys>"
+      "<EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>"
+      "<Contents><Key>train/a%2Bb.jpg</Key>"
+      "<LastModified>2009-10-12T17:50:30.000Z</LastModified>"
+      "<ETag>&quot;fba9dede5f27731c9771645a39863328&quot;</ETag>"
+      "<ChecksumAlgorithm>CRC32</ChecksumAlgorithm>"
+      "<Size>434234</Size><StorageClass>STANDARD</StorageClass></Contents>"
+      "<Contents><Key>train/big+file.bin</Key>"
+      "<LastModified>2024-02-29T23:59:59.123Z</LastModified>"
+      "<ETag>&quot;3858f62230ac3c915f300c664312c11f-9&quot;</ETag>"
+      "<Size>18446744073709551615</Size>"
+      "<Owner><ID>"
+      "75aa57f09aa0c8caeab4f8c24e99d10f8e7faeebf76c078efc7c6caea54ba06a"
+      "</ID><DisplayName>mtd</DisplayName></Owner>"
+      "<StorageClass>STANDARD</StorageClass></Contents>"
+      "<Contents><Key>train/empty</Key>"
+      "<LastModified>1970-01-01T00:00:00.000Z</LastModified>"
+      "<ETag>&quot;d41d8cd98f00b204e9800998ecf8427e&quot;</ETag>"
+      "<Size>0</Size><StorageClass>STANDARD</StorageClass></Contents>"
+      "</ListBucketResult>\n";
 
 static void
 test_aws_page (void **state)
@@ -122,24 +124,24 @@ test_aws_page (void **state)
  * namespace prefix games, EncodingType after Contents, %20 for a space,
  * a base64 token.
  */
-static const char swift_page[] =
-  "<?xml version='1.0' encoding='UTF-8'?>\n"
-  "<ListBucketResult xmlns=\"" NS "\"><Name>bucket</Name><Prefix/>"
-  "<NextContinuationToken>ZGlyL3N1YmRpci8=</NextContinuationToken>"
-  "<StartAfter>a%20b</StartAfter>"
-  "<KeyCount>3</KeyCount><MaxKeys>3</MaxKeys><Delimiter>/</Delimiter>"
-  "<IsTruncated>true</IsTruncated>"
-  "<Contents><Key>a%20b</Key>"
-  "<LastModified>2023-06-01T10:20:30.000Z</LastModified>"
-  "<ETag>\"0cc175b9c0f1b6a831c399e269772661\"</ETag><Size>1</Size>"
-  "<StorageClass>STANDARD</StorageClass></Contents>"
-  "<Contents><Key>caf%C3%A9%2B%01%0A</Key>"
-  "<LastModified>2023-06-01T10:20:31.000Z</LastModified>"
-  "<ETag>\"92eb5ffee6ae2fec3ad71c777531578f-2\"</ETag><Size>2</Size>"
-  "<StorageClass>STANDARD</StorageClass></Contents>"
-  "<CommonPrefixes><Prefix>dir%20one/</Prefix></CommonPrefixes>"
-  "<CommonPrefixes><Prefix>%E6%97%A5%E6%9C%AC/</Prefix></CommonPrefixes>"
-  "<EncodingType>url</EncodingType></ListBucketResult>";
+static const char swift_page[]
+    = "<?xml version='1.0' encoding='UTF-8'?>\n"
+      "<ListBucketResult xmlns=\"" NS "\"><Name>bucket</Name><Prefix/>"
+      "<NextContinuationToken>ZGlyL3N1YmRpci8=</NextContinuationToken>"
+      "<StartAfter>a%20b</StartAfter>"
+      "<KeyCount>3</KeyCount><MaxKeys>3</MaxKeys><Delimiter>/</Delimiter>"
+      "<IsTruncated>true</IsTruncated>"
+      "<Contents><Key>a%20b</Key>"
+      "<LastModified>2023-06-01T10:20:30.000Z</LastModified>"
+      "<ETag>\"0cc175b9c0f1b6a831c399e269772661\"</ETag><Size>1</Size>"
+      "<StorageClass>STANDARD</StorageClass></Contents>"
+      "<Contents><Key>caf%C3%A9%2B%01%0A</Key>"
+      "<LastModified>2023-06-01T10:20:31.000Z</LastModified>"
+      "<ETag>\"92eb5ffee6ae2fec3ad71c777531578f-2\"</ETag><Size>2</Size>"
+      "<StorageClass>STANDARD</StorageClass></Contents>"
+      "<CommonPrefixes><Prefix>dir%20one/</Prefix></CommonPrefixes>"
+      "<CommonPrefixes><Prefix>%E6%97%A5%E6%9C%AC/</Prefix></CommonPrefixes>"
+      "<EncodingType>url</EncodingType></ListBucketResult>";
 
 static void
 test_swift_page (void **state)
@@ -169,10 +171,10 @@ test_not_encoded (void **state)
   struct parsed p;
 
   parse (&p, "<ListBucketResult><IsTruncated>false</IsTruncated>"
-         "<Contents><Key> 100%2B+ &amp; &lt;x&gt; </Key><Size>7</Size>"
-         "</Contents>"
-         "<Contents><Key><![CDATA[cdata <key>]]></Key><Size>\n 8\t</Size>"
-         "</Contents></ListBucketResult>");
+             "<Contents><Key> 100%2B+ &amp; &lt;x&gt; </Key><Size>7</Size>"
+             "</Contents>"
+             "<Contents><Key><![CDATA[cdata <key>]]></Key><Size>\n 8\t</Size>"
+             "</Contents></ListBucketResult>");
   assert_int_equal (p.r, 0);
   assert_false (p.page.truncated);
   assert_null (p.page.next_token);
@@ -193,9 +195,9 @@ test_prefixed_namespace (void **state)
   struct parsed p;
 
   parse (&p, "<s3:ListBucketResult xmlns:s3=\"" NS "\">"
-         "<s3:IsTruncated>false</s3:IsTruncated><s3:Contents>"
-         "<s3:Key>k</s3:Key><s3:Size>1</s3:Size></s3:Contents>"
-         "</s3:ListBucketResult>");
+             "<s3:IsTruncated>false</s3:IsTruncated><s3:Contents>"
+             "<s3:Key>k</s3:Key><s3:Size>1</s3:Size></s3:Contents>"
+             "</s3:ListBucketResult>");
   assert_int_equal (p.r, 0);
   assert_int_equal (p.l.n, 1);
   assert_string_equal (p.l.objs[0].key, "k");
@@ -208,12 +210,12 @@ test_common_prefixes_only (void **state)
   struct parsed p;
 
   parse (&p, "<ListBucketResult xmlns=\"" NS "\"><Name>b</Name>"
-         "<Prefix>p/</Prefix><KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys>"
-         "<Delimiter>/</Delimiter><EncodingType>url</EncodingType>"
-         "<IsTruncated>false</IsTruncated>"
-         "<CommonPrefixes><Prefix>p/a+b/</Prefix></CommonPrefixes>"
-         "<CommonPrefixes><Prefix>p/c%25d/</Prefix></CommonPrefixes>"
-         "</ListBucketResult>");
+             "<Prefix>p/</Prefix><KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys>"
+             "<Delimiter>/</Delimiter><EncodingType>url</EncodingType>"
+             "<IsTruncated>false</IsTruncated>"
+             "<CommonPrefixes><Prefix>p/a+b/</Prefix></CommonPrefixes>"
+             "<CommonPrefixes><Prefix>p/c%25d/</Prefix></CommonPrefixes>"
+             "</ListBucketResult>");
   assert_int_equal (p.r, 0);
   assert_int_equal (p.l.n, 0);
   assert_int_equal (p.page.nkeys, 0);
@@ -229,10 +231,10 @@ test_empty_result (void **state)
   struct parsed p;
 
   parse (&p, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-         "<ListBucketResult xmlns=\"" NS "\"><Name>b</Name>"
-         "<Prefix>nothing/</Prefix><KeyCount>0</KeyCount>"
-         "<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>"
-         "</ListBucketResult>");
+             "<ListBucketResult xmlns=\"" NS "\"><Name>b</Name>"
+             "<Prefix>nothing/</Prefix><KeyCount>0</KeyCount>"
+             "<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>"
+             "</ListBucketResult>");
   assert_int_equal (p.r, 0);
   assert_int_equal (p.l.n, 0);
   assert_false (p.page.truncated);
@@ -247,21 +249,20 @@ test_pages_append (void **state)
   struct s3_listing l = { 0 };
   struct s3xml_list_page page;
   struct s3bd_error err = { 0 };
-  static const char bad[] =
-    "<ListBucketResult><IsTruncated>false</IsTruncated>"
-    "<Contents><Key>x</Key><Size>1</Size></Contents>"
-    "<Contents><Key>y</Key></Contents></ListBucketResult>";
+  static const char bad[]
+      = "<ListBucketResult><IsTruncated>false</IsTruncated>"
+        "<Contents><Key>x</Key><Size>1</Size></Contents>"
+        "<Contents><Key>y</Key></Contents></ListBucketResult>";
 
-  assert_int_equal (s3xml_parse_list (aws_page, strlen (aws_page), &l,
-                                      &page, &err), 0);
+  assert_int_equal (
+      s3xml_parse_list (aws_page, strlen (aws_page), &l, &page, &err), 0);
   s3xml_list_page_free (&page);
-  assert_int_equal (s3xml_parse_list (swift_page, strlen (swift_page), &l,
-                                      &page, &err), 0);
+  assert_int_equal (
+      s3xml_parse_list (swift_page, strlen (swift_page), &l, &page, &err), 0);
   assert_int_equal (page.nkeys, 2);
   s3xml_list_page_free (&page);
   assert_int_equal (l.n, 5);
-  assert_int_equal (s3xml_parse_list (bad, strlen (bad), &l, &page, &err),
-                    -1);
+  assert_int_equal (s3xml_parse_list (bad, strlen (bad), &l, &page, &err), -1);
   assert_int_equal (l.n, 5);
   assert_string_equal (l.objs[4].key, "caf\xc3\xa9+\x01\n");
   s3_listing_free (&l);
@@ -271,14 +272,17 @@ static void
 test_truncated_needs_token (void **state)
 {
   assert_refused ("<ListBucketResult><IsTruncated>true</IsTruncated>"
-                  "</ListBucketResult>", "NextContinuationToken");
+                  "</ListBucketResult>",
+                  "NextContinuationToken");
   assert_refused ("<ListBucketResult><IsTruncated>true</IsTruncated>"
                   "<NextContinuationToken></NextContinuationToken>"
-                  "</ListBucketResult>", "NextContinuationToken");
+                  "</ListBucketResult>",
+                  "NextContinuationToken");
   assert_refused ("<ListBucketResult><Name>b</Name></ListBucketResult>",
                   "no <IsTruncated>");
   assert_refused ("<ListBucketResult><IsTruncated>yes</IsTruncated>"
-                  "</ListBucketResult>", "IsTruncated");
+                  "</ListBucketResult>",
+                  "IsTruncated");
 }
 
 /* Every proper prefix of a page is an error, and frees what it took;
@@ -296,7 +300,7 @@ test_every_cut (void **state)
       const char *root_end = strstr (doc, "</ListBucketResult>");
 
       assert_non_null (root_end);
-      end = (size_t) (root_end - doc) + strlen ("</ListBucketResult>");
+      end = (size_t)(root_end - doc) + strlen ("</ListBucketResult>");
       for (len = 0; len <= strlen (doc); len++)
         {
           struct s3_listing l = { 0 };
@@ -346,17 +350,21 @@ test_malformed (void **state)
                   "<Contents><Key>k</Size></Contents></ListBucketResult>",
                   "mismatched tag");
   assert_refused ("<ListBucketResult><IsTruncated>false</IsTruncated>"
-                  "</ListBucketResult><extra/>", "junk after document");
+                  "</ListBucketResult><extra/>",
+                  "junk after document");
   assert_refused ("<ListBucketResult><IsTruncated>false</IsTruncated>"
                   "<Contents><Key>&undefined;</Key><Size>1</Size>"
-                  "</Contents></ListBucketResult>", "undefined entity");
+                  "</Contents></ListBucketResult>",
+                  "undefined entity");
   assert_refused ("not xml at all", "line 1 column 0");
   assert_refused ("<ListBucketResult><IsTruncated>false</IsTruncated>"
                   "<Contents><Key>a<b/></Key><Size>1</Size></Contents>"
-                  "</ListBucketResult>", "element <b> inside <Key>");
+                  "</ListBucketResult>",
+                  "element <b> inside <Key>");
   assert_refused ("<ListBucketResult><IsTruncated>false</IsTruncated>"
                   "<Contents><Key>a</Key><Key>b</Key><Size>1</Size>"
-                  "</Contents></ListBucketResult>", "<Key> appears twice");
+                  "</Contents></ListBucketResult>",
+                  "<Key> appears twice");
   assert_refused ("<ListBucketResult><EncodingType>base64</EncodingType>"
                   "<IsTruncated>false</IsTruncated></ListBucketResult>",
                   "unknown <EncodingType>");
@@ -369,7 +377,8 @@ test_malformed (void **state)
   assert_refused ("<ListBucketResult><IsTruncated>false</IsTruncated>"
                   "<a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a>"
                   "</a></a></a></a></a></a></a></a></a></a></a></a></a></a>"
-                  "</a></a></ListBucketResult>", "nested more than 16 deep");
+                  "</a></a></ListBucketResult>",
+                  "nested more than 16 deep");
 }
 
 static void
@@ -386,8 +395,16 @@ static void
 test_bad_size (void **state)
 {
   static const char *const sizes[] = {
-    "", "-1", "+1", "12abc", "1 2", "0x10", "18446744073709551616",
-    "99999999999999999999999", "1.5", "\xc2\xb2",
+    "",
+    "-1",
+    "+1",
+    "12abc",
+    "1 2",
+    "0x10",
+    "18446744073709551616",
+    "99999999999999999999999",
+    "1.5",
+    "\xc2\xb2",
   };
   size_t i;
 
@@ -398,13 +415,15 @@ test_bad_size (void **state)
       snprintf (xml, sizeof xml,
                 "<ListBucketResult><IsTruncated>false</IsTruncated>"
                 "<Contents><Key>k</Key><Size>%s</Size></Contents>"
-                "</ListBucketResult>", sizes[i]);
+                "</ListBucketResult>",
+                sizes[i]);
       assert_refused (xml, "<Size> is");
     }
   assert_refused ("<ListBucketResult><IsTruncated>false</IsTruncated>"
                   "<Contents><Key>k</Key><Size>1</Size>"
                   "<LastModified>yesterday</LastModified></Contents>"
-                  "</ListBucketResult>", "<LastModified> is \"yesterday\"");
+                  "</ListBucketResult>",
+                  "<LastModified> is \"yesterday\"");
 }
 
 static void
@@ -412,13 +431,15 @@ test_missing_fields (void **state)
 {
   assert_refused ("<ListBucketResult><IsTruncated>false</IsTruncated>"
                   "<Contents><Size>1</Size><ETag>\"x\"</ETag></Contents>"
-                  "</ListBucketResult>", "<Contents> without <Key>");
+                  "</ListBucketResult>",
+                  "<Contents> without <Key>");
   assert_refused ("<ListBucketResult><IsTruncated>false</IsTruncated>"
                   "<Contents><Key>k</Key></Contents></ListBucketResult>",
                   "<Contents> without <Size>");
   assert_refused ("<ListBucketResult><IsTruncated>false</IsTruncated>"
                   "<Contents><Key></Key><Size>1</Size></Contents>"
-                  "</ListBucketResult>", "key 1 of the page is empty");
+                  "</ListBucketResult>",
+                  "key 1 of the page is empty");
   assert_refused ("<ListBucketResult><IsTruncated>false</IsTruncated>"
                   "<Contents><Key>a%00b</Key><Size>1</Size></Contents>"
                   "<EncodingType>url</EncodingType></ListBucketResult>",
@@ -441,12 +462,14 @@ test_doctype_refused (void **state)
                   "]>\n"
                   "<ListBucketResult><IsTruncated>false</IsTruncated>"
                   "<Contents><Key>&lol3;</Key><Size>1</Size></Contents>"
-                  "</ListBucketResult>", "line 2 column 15: DOCTYPE");
+                  "</ListBucketResult>",
+                  "line 2 column 15: DOCTYPE");
   assert_refused ("<?xml version=\"1.0\"?>\n"
                   "<!DOCTYPE x [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>"
                   "<ListBucketResult><IsTruncated>false</IsTruncated>"
                   "<Contents><Key>&xxe;</Key><Size>1</Size></Contents>"
-                  "</ListBucketResult>", "DOCTYPE not allowed");
+                  "</ListBucketResult>",
+                  "DOCTYPE not allowed");
 }
 
 /* Builds a page with one key of n bytes of 'k', url-encoded (each byte
@@ -456,11 +479,12 @@ static char *
 page_with_key (size_t n, bool encoded)
 {
   const char *head = encoded
-    ? "<ListBucketResult><EncodingType>url</EncodingType>"
-      "<IsTruncated>false</IsTruncated><Contents><Key>"
-    : "<ListBucketResult><IsTruncated>false</IsTruncated><Contents><Key>";
+                         ? "<ListBucketResult><EncodingType>url</EncodingType>"
+                           "<IsTruncated>false</IsTruncated><Contents><Key>"
+                         : "<ListBucketResult><IsTruncated>false</"
+                           "IsTruncated><Contents><Key>";
   static const char tail[] = "</Key><Size>1</Size></Contents>"
-    "</ListBucketResult>";
+                             "</ListBucketResult>";
   size_t i, off = strlen (head);
   char *xml = malloc (off + 3 * n + sizeof tail);
 
@@ -483,7 +507,7 @@ test_key_length_limit (void **state)
 {
   bool encoded;
 
-  for (encoded = false; ; encoded = true)
+  for (encoded = false;; encoded = true)
     {
       struct parsed p;
       char *xml = page_with_key (1024, encoded);
@@ -496,8 +520,9 @@ test_key_length_limit (void **state)
       free (xml);
 
       xml = page_with_key (1025, encoded);
-      assert_refused (xml, encoded ? "<Key> longer than 3072 bytes"
-                      : "1025 bytes long, over S3's limit of 1024");
+      assert_refused (xml, encoded
+                               ? "<Key> longer than 3072 bytes"
+                               : "1025 bytes long, over S3's limit of 1024");
       free (xml);
       if (encoded)
         break;
@@ -516,20 +541,20 @@ parse_error (const char *xml)
 static void
 test_error_documents (void **state)
 {
-  static const char nosuchkey[] =
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-    "<Error><Code>NoSuchKey</Code>"
-    "<Message>The resource you requested does not exist</Message>"
-    "<Resource>/mybucket/myfoto.jpg</Resource>"
-    "<RequestId>4442587FB7D0A2F9</RequestId></Error>";
-  static const char signature[] =
-    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-    "<Error>\n  <Code>SignatureDoesNotMatch</Code>\n"
-    "  <Message>The request signature we calculated does not match the "
-    "signature you provided. Check your key and signing method.</Message>\n"
-    "  <AWSAccessKeyId>AKIAIOSFODNN7EXAMPLE</AWSAccessKeyId>\n"
-    "  <StringToSign>AWS4-HMAC-SHA256\n20130524T000000Z</StringToSign>\n"
-    "</Error>\n";
+  static const char nosuchkey[]
+      = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<Error><Code>NoSuchKey</Code>"
+        "<Message>The resource you requested does not exist</Message>"
+        "<Resource>/mybucket/myfoto.jpg</Resource>"
+        "<RequestId>4442587FB7D0A2F9</RequestId></Error>";
+  static const char signature[]
+      = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<Error>\n  <Code>SignatureDoesNotMatch</Code>\n"
+        "  <Message>The request signature we calculated does not match the "
+        "signature you provided. Check your key and signing method.</Message>\n"
+        "  <AWSAccessKeyId>AKIAIOSFODNN7EXAMPLE</AWSAccessKeyId>\n"
+        "  <StringToSign>AWS4-HMAC-SHA256\n20130524T000000Z</StringToSign>\n"
+        "</Error>\n";
 
   assert_int_equal (parse_error (nosuchkey), 0);
   assert_string_equal (code, "NoSuchKey");
@@ -540,39 +565,44 @@ test_error_documents (void **state)
   assert_non_null (strstr (message, "does not match the signature"));
 
   /* Cut to the buffer; control characters become spaces. */
-  assert_int_equal (s3xml_parse_error (signature, strlen (signature), code,
-                                       7, message, 4), 0);
+  assert_int_equal (
+      s3xml_parse_error (signature, strlen (signature), code, 7, message, 4),
+      0);
   assert_string_equal (code, "Signat");
   assert_string_equal (message, "The");
-  assert_int_equal (s3xml_parse_error (signature, strlen (signature), NULL,
-                                       0, NULL, 0), 0);
-  assert_int_equal (parse_error ("<Error><Code>Slow\tDown</Code></Error>"),
-                    0);
+  assert_int_equal (
+      s3xml_parse_error (signature, strlen (signature), NULL, 0, NULL, 0), 0);
+  assert_int_equal (parse_error ("<Error><Code>Slow\tDown</Code></Error>"), 0);
   assert_string_equal (code, "Slow Down");
   assert_string_equal (message, "");
   /* Empty, and the first of two. */
   assert_int_equal (parse_error ("<Error><Code/><Message>m1</Message>"
-                                 "<Message>m2</Message></Error>"), 0);
+                                 "<Message>m2</Message></Error>"),
+                    0);
   assert_string_equal (code, "");
   assert_string_equal (message, "m1");
 
   /* Namespaced, as some servers send it. */
   assert_int_equal (parse_error ("<Error xmlns=\"" NS "\"><Code>X</Code>"
-                                 "</Error>"), 0);
+                                 "</Error>"),
+                    0);
   assert_string_equal (code, "X");
 
   /* Not an error document. */
   assert_int_equal (parse_error ("<html><body>502 Bad Gateway</body>"
-                                 "</html>"), -1);
+                                 "</html>"),
+                    -1);
   assert_string_equal (code, "");
   assert_string_equal (message, "");
   assert_int_equal (parse_error ("Service Unavailable"), -1);
   assert_int_equal (parse_error (""), -1);
   assert_int_equal (s3xml_parse_error (nosuchkey, 60, code, sizeof code,
-                                       message, sizeof message), -1);
+                                       message, sizeof message),
+                    -1);
   assert_int_equal (parse_error ("<Error><Code>A</Code></Error><junk/>"), -1);
   assert_int_equal (parse_error ("<!DOCTYPE e [<!ENTITY a \"b\">]>"
-                                 "<Error><Code>&a;</Code></Error>"), -1);
+                                 "<Error><Code>&a;</Code></Error>"),
+                    -1);
 }
 
 /* Copies v into s, which the tests size for it. */
@@ -581,8 +611,8 @@ set (char *s, size_t size, const char *v)
 {
   int n = snprintf (s, size, "%s", v);
 
-  assert_true (n >= 0 && (size_t) n < size);
-  return (size_t) n;
+  assert_true (n >= 0 && (size_t)n < size);
+  return (size_t)n;
 }
 
 static void
@@ -642,8 +672,9 @@ test_listing_many (void **state)
       int klen = snprintf (key, sizeof key, "dir/%08zu.jpg", n - 1 - i);
 
       snprintf (etag, sizeof etag, "\"%032zx\"", i);
-      assert_int_equal (s3_listing_add (&l, key, (size_t) klen, etag, i,
-                                        (int64_t) i, (uint32_t) i), 0);
+      assert_int_equal (s3_listing_add (&l, key, (size_t)klen, etag, i,
+                                        (int64_t)i, (uint32_t)i),
+                        0);
     }
   /* One key longer than a quarter arena block goes in too. */
   {
@@ -692,9 +723,9 @@ test_listing_byte_order (void **state)
     "aB",
     "ab",
     "a\x7f",
-    "a\xc3\xa9",                 /* a-acute: U+00E9 */
-    "a\xe6\x97\xa5",             /* U+65E5 */
-    "a\xf0\x9f\x98\x80",         /* U+1F600 */
+    "a\xc3\xa9",         /* a-acute: U+00E9 */
+    "a\xe6\x97\xa5",     /* U+65E5 */
+    "a\xf0\x9f\x98\x80", /* U+1F600 */
   };
   static const size_t order[] = { 7, 2, 10, 0, 5, 9, 3, 1, 8, 4, 6 };
   const size_t n = sizeof sorted / sizeof *sorted;

@@ -39,16 +39,17 @@ slurp (const char *dir, const char *name)
   fseek (f, 0, SEEK_END);
   n = ftell (f);
   fseek (f, 0, SEEK_SET);
-  buf = malloc ((size_t) n + 1);
+  buf = malloc ((size_t)n + 1);
   assert_non_null (buf);
-  assert_int_equal (fread (buf, 1, (size_t) n, f), (size_t) n);
+  assert_int_equal (fread (buf, 1, (size_t)n, f), (size_t)n);
   buf[n] = '\0';
   fclose (f);
   return buf;
 }
 
 /* A request from request.txt, split into what the signer takes. */
-struct parsed {
+struct parsed
+{
   char method[16];
   char *path;
   struct sigv4_pair query[16];
@@ -90,22 +91,21 @@ parse_request (const char *text, struct parsed *p)
   memset (p, 0, sizeof *p);
   assert_non_null (sp);
   assert_non_null (http);
-  snprintf (p->method, sizeof p->method, "%.*s", (int) (sp - text), text);
+  snprintf (p->method, sizeof p->method, "%.*s", (int)(sp - text), text);
   target = sp + 1;
-  q = memchr (target, '?', (size_t) (http - target));
-  p->path = keep (p, strndup (target, (size_t) ((q ? q : http) - target)));
+  q = memchr (target, '?', (size_t)(http - target));
+  p->path = keep (p, strndup (target, (size_t)((q ? q : http) - target)));
   if (q)
     for (s = q + 1; s < http;)
       {
-        const char *amp = memchr (s, '&', (size_t) (http - s));
+        const char *amp = memchr (s, '&', (size_t)(http - s));
         const char *end = amp ? amp : http;
-        const char *eq = memchr (s, '=', (size_t) (end - s));
+        const char *eq = memchr (s, '=', (size_t)(end - s));
 
-        p->query[p->nquery].name = decoded (p, s, (size_t) ((eq ? eq : end)
-                                                            - s));
-        p->query[p->nquery].value = eq ? decoded (p, eq + 1,
-                                                  (size_t) (end - eq - 1))
-                                       : "";
+        p->query[p->nquery].name
+            = decoded (p, s, (size_t)((eq ? eq : end) - s));
+        p->query[p->nquery].value
+            = eq ? decoded (p, eq + 1, (size_t)(end - eq - 1)) : "";
         p->nquery++;
         s = end + 1;
       }
@@ -115,7 +115,7 @@ parse_request (const char *text, struct parsed *p)
   for (s = line_end ? line_end + 1 : text + strlen (text); *s;)
     {
       const char *e = strchr (s, '\n');
-      size_t len = e ? (size_t) (e - s) : strlen (s);
+      size_t len = e ? (size_t)(e - s) : strlen (s);
 
       if (len == 0)
         {
@@ -139,10 +139,10 @@ parse_request (const char *text, struct parsed *p)
           const char *colon = memchr (s, ':', len);
 
           assert_non_null (colon);
-          p->headers[p->nheaders].name = keep (p, strndup (s, (size_t) (colon
-                                                                    - s)));
+          p->headers[p->nheaders].name
+              = keep (p, strndup (s, (size_t)(colon - s)));
           p->headers[p->nheaders].value
-            = keep (p, strndup (colon + 1, len - (size_t) (colon - s) - 1));
+              = keep (p, strndup (colon + 1, len - (size_t)(colon - s) - 1));
           p->nheaders++;
         }
       s = e ? e + 1 : s + len;
@@ -229,7 +229,8 @@ check_vector (void **state)
   if (needs_normalization (&p, jbool (ctx, "normalize")))
     {
       print_message ("skip %s: generic-service path normalisation, "
-                     "which S3 does not do\n", name);
+                     "which S3 does not do\n",
+                     name);
       goto out;
     }
   assert_int_equal (parse_iso8601 (jstr (ctx, "timestamp"), &t, &ns), 0);
@@ -249,16 +250,22 @@ check_vector (void **state)
   nh = 0;
   for (size_t i = 0; i < p.nheaders; i++)
     hdrs[nh++] = p.headers[i];
-  hdrs[nh++] = (struct sigv4_pair) { "X-Amz-Date", amz_date };
+  hdrs[nh++] = (struct sigv4_pair){ "X-Amz-Date", amz_date };
   if (token)
-    hdrs[nh++] = (struct sigv4_pair) { "X-Amz-Security-Token", token };
+    hdrs[nh++] = (struct sigv4_pair){ "X-Amz-Security-Token", token };
   if (jbool (ctx, "sign_body"))
-    hdrs[nh++] = (struct sigv4_pair) { "X-Amz-Content-Sha256", body_hash };
-  r = (struct sigv4_request) {
-    .method = p.method, .path = p.path, .query = p.query,
-    .nquery = p.nquery, .headers = hdrs, .nheaders = nh,
-    .payload_sha256 = body_hash, .amz_date = amz_date,
-    .region = jstr (ctx, "region"), .service = jstr (ctx, "service"),
+    hdrs[nh++] = (struct sigv4_pair){ "X-Amz-Content-Sha256", body_hash };
+  r = (struct sigv4_request){
+    .method = p.method,
+    .path = p.path,
+    .query = p.query,
+    .nquery = p.nquery,
+    .headers = hdrs,
+    .nheaders = nh,
+    .payload_sha256 = body_hash,
+    .amz_date = amz_date,
+    .region = jstr (ctx, "region"),
+    .service = jstr (ctx, "service"),
     .access_key = jstr (creds, "access_key_id"),
     .secret_key = jstr (creds, "secret_access_key"),
   };
@@ -284,10 +291,12 @@ check_vector (void **state)
     {
       r.headers = p.headers;
       r.nheaders = p.nheaders;
-      assert_int_equal (sigv4_presign (&r, (unsigned) json_object_get_int (
-                                         json_object_object_get (
-                                           ctx, "expiration_in_seconds")),
-                                       token, &res, &query), 0);
+      assert_int_equal (
+          sigv4_presign (&r,
+                         (unsigned)json_object_get_int (json_object_object_get (
+                             ctx, "expiration_in_seconds")),
+                         token, &res, &query),
+          0);
       assert_string_equal (res.canonical_request, exp);
       free (exp);
       exp = slurp (dir, "query-signature.txt");
@@ -340,32 +349,38 @@ botocore_vectors (void **state)
       assert_true (json_object_object_get_ex (v, "headers", &hs));
       assert_true (json_object_object_get_ex (v, "query", &qs));
       json_object_object_foreach (hs, hk, hv)
-        {
-          assert_true (nh < 16);
-          hdrs[nh++] = (struct sigv4_pair) { hk, json_object_get_string (hv) };
-        }
+      {
+        assert_true (nh < 16);
+        hdrs[nh++] = (struct sigv4_pair){ hk, json_object_get_string (hv) };
+      }
       for (size_t j = 0; j < json_object_array_length (qs); j++)
         {
           struct json_object *pair = json_object_array_get_idx (qs, j);
 
           assert_true (nq < 16);
-          q[nq++] = (struct sigv4_pair) {
+          q[nq++] = (struct sigv4_pair){
             json_object_get_string (json_object_array_get_idx (pair, 0)),
-            json_object_get_string (json_object_array_get_idx (pair, 1)) };
+            json_object_get_string (json_object_array_get_idx (pair, 1))
+          };
         }
-      r = (struct sigv4_request) {
-        .method = jstr (v, "method"), .path = jstr (v, "path"),
-        .query = q, .nquery = nq, .headers = hdrs, .nheaders = nh,
+      r = (struct sigv4_request){
+        .method = jstr (v, "method"),
+        .path = jstr (v, "path"),
+        .query = q,
+        .nquery = nq,
+        .headers = hdrs,
+        .nheaders = nh,
         .payload_sha256 = jstr (v, "payload_sha256"),
-        .amz_date = jstr (v, "amz_date"), .region = jstr (v, "region"),
-        .service = "s3", .access_key = jstr (v, "access_key"),
+        .amz_date = jstr (v, "amz_date"),
+        .region = jstr (v, "region"),
+        .service = "s3",
+        .access_key = jstr (v, "access_key"),
         .secret_key = jstr (v, "secret_key"),
       };
       assert_int_equal (sigv4_sign (&r, &res), 0);
       if (strcmp (res.canonical_request, jstr (v, "canonical_request")))
-        print_error ("case %s:\nours:\n%s\nbotocore:\n%s\n",
-                     jstr (v, "name"), res.canonical_request,
-                     jstr (v, "canonical_request"));
+        print_error ("case %s:\nours:\n%s\nbotocore:\n%s\n", jstr (v, "name"),
+                     res.canonical_request, jstr (v, "canonical_request"));
       assert_string_equal (res.canonical_request,
                            jstr (v, "canonical_request"));
       assert_string_equal (res.authorization, jstr (v, "authorization"));
@@ -406,8 +421,8 @@ missing_inputs_rejected (void **state)
 static int
 by_name (const void *a, const void *b)
 {
-  return strcmp (((const struct CMUnitTest *) a)->name,
-                 ((const struct CMUnitTest *) b)->name);
+  return strcmp (((const struct CMUnitTest *)a)->name,
+                 ((const struct CMUnitTest *)b)->name);
 }
 
 int
@@ -431,16 +446,16 @@ main (void)
       if (de->d_type != DT_DIR || de->d_name[0] == '.')
         continue;
       names[nn] = strdup (de->d_name);
-      tests[n++] = (struct CMUnitTest) { names[nn], check_vector, NULL, NULL,
-                                         names[nn] };
+      tests[n++] = (struct CMUnitTest){ names[nn], check_vector, NULL, NULL,
+                                        names[nn] };
       nn++;
     }
   closedir (d);
   qsort (tests, n, sizeof tests[0], by_name);
-  tests[n++] = (struct CMUnitTest) cmocka_unit_test (enough_vectors_checked);
-  tests[n++] = (struct CMUnitTest) cmocka_unit_test (botocore_vectors);
-  tests[n++] = (struct CMUnitTest) cmocka_unit_test (uri_encoding);
-  tests[n++] = (struct CMUnitTest) cmocka_unit_test (missing_inputs_rejected);
+  tests[n++] = (struct CMUnitTest)cmocka_unit_test (enough_vectors_checked);
+  tests[n++] = (struct CMUnitTest)cmocka_unit_test (botocore_vectors);
+  tests[n++] = (struct CMUnitTest)cmocka_unit_test (uri_encoding);
+  tests[n++] = (struct CMUnitTest)cmocka_unit_test (missing_inputs_rejected);
   ret = _cmocka_run_group_tests ("sigv4", tests, n, NULL, NULL);
   for (size_t i = 0; i < nn; i++)
     free (names[i]);
