@@ -45,8 +45,9 @@ struct prefetch_config
    * reads of one sequential scan arrive up to 4 MiB ahead of and 8 MiB
    * behind the furthest one).  A read further away starts another
    * stream, even inside what was fetched ahead for this one.  Default
-   * 8 MiB: with 1 MiB the scan above broke into new streams, each
-   * starting over at min_window, and ran at 69 MB/s instead of 300.
+   * 8 MiB, to cover that reordering: a tolerance smaller than it breaks
+   * such a scan into new streams, each starting over at min_window, so
+   * its window never grows (docs/benchmarks.md has the measurements).
    */
   uint64_t gap;
   /* No range advised is shorter than this, nor than the window, except

@@ -16,9 +16,9 @@
  *    the end (reordered).  The tolerance cannot apply to the second read:
  *    a random reader leaves max_streams one-read streams behind it, and
  *    with the default 8 MiB gap about one random read in five (over
- *    1 GiB) would land near one of them and look sequential.  Exactly adjacent,
- * it is one in 16,384 for 4 KiB reads over 1 GiB, and then the reader did read
- * two neighbouring blocks.
+ *    1 GiB) would land near one of them and look sequential.  Exactly
+ *    adjacent, it is one in 16,384 for 4 KiB reads over 1 GiB, and then
+ *    the reader did read two neighbouring blocks.
  *  - A read more than gap past the end starts another stream even when
  *    it falls in what was advised.  Taken as the stream's, a random read
  *    there would move the end, trigger advice past it, and leave the
@@ -40,22 +40,23 @@
  *    quarters of the window (a quarter of it consumed since the last
  *    refill), and only when it is at least min (min_advice, window,
  *    device_size - start) long.  Each range costs the caller at least a
- *    GET, and a GET a fixed price that dwarfs 128 KiB: advising, as this
- *    policy first did, the slice each read uncovers made GETs of 350 KB
- *    and held a scan to a fifth of what the server sends.  Refilling only
- *    at half a window, as it did next, let the reader drain to half a
- *    window and then wait on the refill's first GET.  With a quarter, a
- *    64 MiB window is refilled 16 MiB at a time (two GETs of the default
- *    max-fetch, fetched in parallel) and the reader always has three
- *    quarters of a window advised ahead of it.  The first advice (lead
- *    0) and the one after a doubling (lead below the old window, half
- *    the new one) are due at once.  min_advice matters where a quarter
- *    window is less than it: a window under four times min_advice, whose
- *    refill waits for the lead to drain to window - min_advice (to
- *    nothing for a window of min_advice or less: it is the doubling
- *    read, a window later, that is advised), and a short budget, which a
- *    stream waits to grow rather than take the 128 KiB each read of the
- *    others frees.  At the device's end nothing is left to wait for.
+ *    GET, and a GET has a fixed price that dwarfs 128 KiB: advising the
+ *    slice each read uncovers would make small GETs, and a scan would
+ *    run at the server's request rate instead of its bandwidth.  A
+ *    refill that waited for half the window to drain would leave the
+ *    reader waiting on the refill's first GET once the lead ran out.
+ *    With a quarter, a 64 MiB window is refilled 16 MiB at a time (two
+ *    GETs of the default max-fetch, fetched in parallel) and the reader
+ *    always has three quarters of a window advised ahead of it.  The
+ *    first advice (lead 0) and the one after a doubling (lead below the
+ *    old window, half the new one) are due at once.  min_advice matters
+ *    where a quarter window is less than it: a window under four times
+ *    min_advice, whose refill waits for the lead to drain to window -
+ *    min_advice (to nothing for a window of min_advice or less: it is
+ *    the doubling read, a window later, that is advised), and a short
+ *    budget, which a stream waits to grow rather than take the 128 KiB
+ *    each read of the others frees.  At the device's end nothing is
+ *    left to wait for.
  *  - ahead only grows, so nothing is advised twice for one stream, and
  *    what budget cut off is advised by a later refill.  Streams do not
  *    see each other's advice: two streams over the same bytes may both
