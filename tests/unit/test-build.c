@@ -1,19 +1,24 @@
 /* Unit tests of lib/build.c, from saved listings (no S3): the result is
  * an index that decodes to the dataset; the same input gives the same
  * bytes, and unsharded is unsharded however it is said; each option
- * reaches the image; option and source errors name their subject and
- * leave the result zeroed.
+ * reaches the image (read back from its superblock and inodes with
+ * libext2fs); option and source errors name their subject and leave the
+ * result zeroed.
  */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include <ext2fs/ext2_fs.h>
+#include <ext2fs/ext2fs.h>
 
 #include "s3bd/build.h"
 #include "s3bd/ext4.h"
@@ -132,6 +137,53 @@ superblock (const struct s3bd_index *idx)
   return l.meta + 1024;
 }
 
+/* The image's metadata, as libext2fs reads it: every run of the index
+ * put in a memstore, the data blocks left unmapped (zeros).
+ */
+static ext2_filsys
+open_image (const struct s3bd_index *idx, struct memstore **store)
+{
+  ext2_filsys fs = NULL;
+  errcode_t e;
+
+  *store = memstore_new ();
+  assert_non_null (*store);
+  for (uint64_t r = 0; r < idx->nruns; r++)
+    for (uint32_t i = 0; i < idx->runs[r].count; i++)
+      {
+        const struct index_meta_run *run = &idx->runs[r];
+        uint64_t c = run->repeated ? run->first : run->first + i;
+
+        assert_int_equal (memstore_put (*store, run->block + i,
+                                        idx->content + c * idx->block_size),
+                          0);
+      }
+  e = ext2fs_open (memstore_name (*store), EXT2_FLAG_64BITS, 0, 0,
+                   memstore_io_manager (), &fs);
+  if (e)
+    fail_msg ("ext2fs_open: %s", error_message (e));
+  return fs;
+}
+
+/* The inode at path, checked for its type, permission bits and owner. */
+static void
+check_inode (ext2_filsys fs, const char *path, uint16_t type, uint16_t perm,
+             uint32_t uid, uint32_t gid, int64_t mtime)
+{
+  struct ext2_inode_large ino;
+  ext2_ino_t n = EXT2_ROOT_INO;
+
+  if (*path && ext2fs_namei (fs, EXT2_ROOT_INO, EXT2_ROOT_INO, path, &n))
+    fail_msg ("%s: not in the image", path);
+  assert_int_equal (
+      ext2fs_read_inode_full (fs, n, (struct ext2_inode *)&ino, sizeof ino), 0);
+  if (ino.i_mode != (type | perm) || inode_uid (ino) != uid
+      || inode_gid (ino) != gid || (int32_t)ino.i_mtime != mtime)
+    fail_msg ("/%s: mode %o uid %u gid %u mtime %d, expected %o %u %u %" PRId64,
+              path, ino.i_mode, inode_uid (ino), inode_gid (ino),
+              (int32_t)ino.i_mtime, type | perm, uid, gid, mtime);
+}
+
 static void
 test_options (void **state)
 {
@@ -139,13 +191,20 @@ test_options (void **state)
   struct build_result r;
   struct s3bd_error err = { 0 };
   struct s3bd_index idx;
+  struct memstore *store;
   const unsigned char *sb;
+  ext2_filsys fs;
 
   opts_of (&o, "s3://bkt/ds/");
   o.label = "sixteen-bytes-ok";
   o.time = 1234567890;
   o.shard_index = 1;
   o.shard_count = 2;
+  /* Past 16 bits: the high halves must reach the inode too. */
+  o.uid = 70001;
+  o.gid = 4294967294u;
+  o.file_mode = 0640;
+  o.dir_mode = 07751;
   assert_int_equal (build_index (NULL, &o, &r, &err), 0);
   /* Sorted: a/b4097, a/empty, a/one, big.bin; shard 1/2 keeps 1 and 3. */
   assert_int_equal (r.ds.nfiles, 2);
@@ -157,6 +216,38 @@ test_options (void **state)
   assert_true (idx.created == 1234567890);
   sb = superblock (&idx);
   assert_memory_equal (sb + 0x78, "sixteen-bytes-ok", 16); /* s_volume_name */
+
+  /* Read back through libext2fs: the label, and each inode's owner and
+   * mode (directories get o.time, files their object's mtime).
+   */
+  fs = open_image (&idx, &store);
+  assert_memory_equal (fs->super->s_volume_name, "sixteen-bytes-ok", 16);
+  assert_int_equal (fs->super->s_mkfs_time, 1234567890);
+  check_inode (fs, "", LINUX_S_IFDIR, 07751, 70001, 4294967294u, 1234567890);
+  check_inode (fs, "a", LINUX_S_IFDIR, 07751, 70001, 4294967294u, 1234567890);
+  check_inode (fs, "a/empty", LINUX_S_IFREG, 0640, 70001, 4294967294u,
+               1700000000);
+  check_inode (fs, "big.bin", LINUX_S_IFREG, 0640, 70001, 4294967294u,
+               1700000005);
+  /* lost+found stays root's, 0700, whatever the options say. */
+  check_inode (fs, "lost+found", LINUX_S_IFDIR, 0700, 0, 0, 1234567890);
+  ext2fs_close_free (&fs);
+  memstore_free (store);
+  index_free (&idx);
+  build_result_free (&r);
+
+  /* The defaults, read back the same way: root's, 0444 and 0555. */
+  opts_of (&o, "s3://bkt/ds/");
+  o.time = 1234567890;
+  assert_int_equal (build_index (NULL, &o, &r, &err), 0);
+  assert_int_equal (index_decode (r.index, r.index_len, &idx, &err), 0);
+  fs = open_image (&idx, &store);
+  check_inode (fs, "", LINUX_S_IFDIR, 0555, 0, 0, 1234567890);
+  check_inode (fs, "a/one", LINUX_S_IFREG, 0444, 0, 0, 1700000001);
+  for (size_t i = 0; i < 16; i++)
+    assert_int_equal (fs->super->s_volume_name[i], 0);
+  ext2fs_close_free (&fs);
+  memstore_free (store);
   index_free (&idx);
   build_result_free (&r);
 }
