@@ -9,12 +9,16 @@
  * Every object's bytes are a pure function of (object, offset), so the
  * fetcher needs no data and every read can be checked.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* RTLD_NEXT */
+#endif
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dlfcn.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -63,6 +67,39 @@ pattern_bad (uint64_t object, uint64_t off, const unsigned char *buf,
     if (buf[i] != pattern_byte (object, off + i))
       return off + i;
   return UINT64_MAX;
+}
+
+/* ---- Seeing a reader wait ----
+ *
+ * Nothing the cache shows says that a reader is waiting for a fetch in
+ * flight (waits is counted when the read ends), and a sleep before
+ * completing the fetch only makes it likely.  So the test binary puts
+ * itself in front of pthread_cond_wait (the cache is a static library:
+ * its calls bind to this definition) and counts the calls made by
+ * threads that asked to be counted.  With the fetch held, a counted
+ * reader inside pthread_cond_wait has looked its chunk up, found it in
+ * flight and is waiting for it: releasing the fetch then cannot turn its
+ * read into a hit.
+ */
+static _Thread_local bool count_cond_waits;
+static atomic_uint cond_waits_counted;
+
+int
+pthread_cond_wait (pthread_cond_t *cond, pthread_mutex_t *mutex)
+{
+  static int (*_Atomic real) (pthread_cond_t *, pthread_mutex_t *);
+  int (*fn) (pthread_cond_t *, pthread_mutex_t *) = atomic_load (&real);
+
+  if (fn == NULL)
+    {
+      *(void **)&fn = dlsym (RTLD_NEXT, "pthread_cond_wait");
+      if (fn == NULL)
+        abort ();
+      atomic_store (&real, fn);
+    }
+  if (count_cond_waits)
+    atomic_fetch_add (&cond_waits_counted, 1);
+  return fn (cond, mutex);
 }
 
 /* ---- A test fetcher: synchronous, or from threads after a delay ---- */
@@ -930,6 +967,13 @@ whole_reader (void *arg)
   return NULL;
 }
 
+static void *
+counted_whole_reader (void *arg)
+{
+  count_cond_waits = true;
+  return whole_reader (arg);
+}
+
 static void
 test_prefetch_in_flight_counts_and_is_shared (void **state)
 {
@@ -937,6 +981,7 @@ test_prefetch_in_flight_counts_and_is_shared (void **state)
   struct whole_reader t = { .object = 3, .size = 8 * CS };
   pthread_t th;
   struct cache_stats s;
+  unsigned ms = 0;
 
   fetcher_init (&f, 1, 0, 0);
   fetcher_hold (&f, true);
@@ -944,18 +989,28 @@ test_prefetch_in_flight_counts_and_is_shared (void **state)
   assert_int_equal (cache_prefetch (t.c, 3, 8 * CS, 0, 8 * CS), 8 * CS);
   assert_int_equal (cache_ahead_bytes (t.c), 8 * CS);
   assert_int_equal (stats (t.c).inflight_bytes, 8 * CS);
-  /* The reader waits for the prefetch instead of fetching again (if it
-   * is slow to start it finds the chunks filled: a hit, never a fetch).
+  /* The reader waits for the prefetch instead of fetching again: the
+   * fetches are held until it is certainly waiting.
    */
-  assert_int_equal (pthread_create (&th, NULL, whole_reader, &t), 0);
-  sleep_us (50 * 1000);
+  atomic_store (&cond_waits_counted, 0);
+  assert_int_equal (pthread_create (&th, NULL, counted_whole_reader, &t), 0);
+  while (atomic_load (&cond_waits_counted) == 0)
+    {
+      if (ms++ == 10 * 1000)
+        fail_msg ("the reader did not wait for the prefetch in 10 s");
+      sleep_us (1000);
+    }
+  s = stats (t.c);
+  assert_int_equal (s.fetches, 2);
+  assert_int_equal (s.hits + s.misses + s.waits, 0); /* not done yet */
   fetcher_hold (&f, false);
   pthread_join (th, NULL);
   assert_int_equal (t.failures, 0);
   s = stats (t.c);
   assert_int_equal (s.fetches, 2);
   assert_int_equal (s.misses, 0);
-  assert_int_equal (s.waits + s.hits, 1);
+  assert_int_equal (s.waits, 1);
+  assert_int_equal (s.hits, 0);
   assert_int_equal (s.prefetch_used, 8);
   assert_int_equal (cache_ahead_bytes (t.c), 0);
   fetcher_fini (&f);
