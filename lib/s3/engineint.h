@@ -10,7 +10,10 @@
 
 #include <curl/curl.h>
 
-#include "common/strbuf.h"
+/* Relative to this file, so that unit tests, which have only the public
+ * include directory, can include it too.
+ */
+#include "../common/strbuf.h"
 
 struct s3_client;
 struct s3_engine;
@@ -58,14 +61,36 @@ enum verdict
 
 /* ---- response.c ---- */
 
-/* CURLOPT_WRITEFUNCTION: the body, into the request's buffers (arg: a). */
+/* CURLOPT_WRITEFUNCTION: the body, into the request's buffers (arg: a).
+ * Asks curl for the status and Content-Length, then s3_response_body.
+ */
 size_t s3_response_write_cb (char *data, size_t size, size_t nmemb, void *arg);
+
+/* n more body bytes of a response with this status and Content-Length
+ * (-1: none): into the request's buffers for a 2xx, reporting iov
+ * buffers final (r->progress) only when the response is exactly the
+ * range asked for; kept aside as the error document otherwise.  Returns
+ * n, or 0 to stop the transfer (more than the buffers hold: a->overflow;
+ * out of memory).
+ */
+size_t s3_response_body (struct attempt *a, const char *data, size_t n,
+                         long status, curl_off_t content_length);
 
 /* CURLOPT_HEADERFUNCTION: keeps ETag, Last-Modified, Content-Range. */
 size_t s3_response_header_cb (char *line, size_t size, size_t nmemb, void *arg);
 
-/* Judges a finished attempt (cc: curl's result) and fills in a->r. */
+/* Judges a finished attempt (cc: curl's result) and fills in a->r:
+ * asks curl for the status and Content-Length, then s3_response_decide.
+ */
 enum verdict s3_response_judge (const struct s3_client *c, struct attempt *a,
                                 CURLcode cc);
+
+/* The judgement itself, given the status and Content-Length (-1: none).
+ * On DONE_ERROR and RETRY, a->r->err says why (RETRY: in case the retry
+ * policy says no more).
+ */
+enum verdict s3_response_decide (const struct s3_client *c, struct attempt *a,
+                                 CURLcode cc, long status,
+                                 curl_off_t content_length);
 
 #endif

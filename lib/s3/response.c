@@ -8,6 +8,11 @@
  * once in the request's err).  Kept apart from the queues and the loop
  * so that what makes a response acceptable can be read in one place.
  *
+ * The curl callbacks and s3_response_judge only ask curl for the status
+ * and Content-Length; s3_response_body and s3_response_decide take them
+ * as arguments and decide everything else, so that tests can feed them
+ * any response without a server.
+ *
  * Everything here runs on the engine's thread, inside curl or just after
  * a transfer ends; nothing here takes the engine's lock.
  */
@@ -33,18 +38,14 @@
  * check_success judges the whole response again at the end.
  */
 static bool
-body_is_range (struct attempt *a)
+body_is_range (struct attempt *a, long status, curl_off_t cl)
 {
   struct s3_request *r = a->r;
 
   if (a->body_ok == 0)
     {
-      long status = 0;
-      curl_off_t cl = -1;
       bool ok;
 
-      curl_easy_getinfo (a->easy, CURLINFO_RESPONSE_CODE, &status);
-      curl_easy_getinfo (a->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
       if (!r->ranged)
         ok = false;
       else if (status == 206)
@@ -59,14 +60,11 @@ body_is_range (struct attempt *a)
 }
 
 size_t
-s3_response_write_cb (char *data, size_t size, size_t nmemb, void *arg)
+s3_response_body (struct attempt *a, const char *data, size_t n, long status,
+                  curl_off_t content_length)
 {
-  struct attempt *a = arg;
   struct s3_request *r = a->r;
-  size_t n = size * nmemb;
-  long status = 0;
 
-  curl_easy_getinfo (a->easy, CURLINFO_RESPONSE_CODE, &status);
   if (status < 200 || status >= 300)
     {
       if (a->errbody.len + n <= ERROR_BODY_MAX)
@@ -106,7 +104,8 @@ s3_response_write_cb (char *data, size_t size, size_t nmemb, void *arg)
               a->iov_off = 0;
             }
         }
-      if (r->progress && a->iov_i > a->final && body_is_range (a))
+      if (r->progress && a->iov_i > a->final
+          && body_is_range (a, status, content_length))
         {
           a->final = a->iov_i;
           a->final_bytes = a->written + n - a->iov_off;
@@ -131,6 +130,22 @@ s3_response_write_cb (char *data, size_t size, size_t nmemb, void *arg)
     }
   a->written += n;
   return n;
+}
+
+size_t
+s3_response_write_cb (char *data, size_t size, size_t nmemb, void *arg)
+{
+  struct attempt *a = arg;
+  long status = 0;
+  curl_off_t cl = -1;
+
+  /* Neither fails on a handle in a transfer; if one did, status 0 keeps
+   * the bytes out of the caller's buffers, and cl -1 keeps a 200 from
+   * passing for the range, and s3_response_judge reports the failure.
+   */
+  (void)curl_easy_getinfo (a->easy, CURLINFO_RESPONSE_CODE, &status);
+  (void)curl_easy_getinfo (a->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
+  return s3_response_body (a, data, size * nmemb, status, cl);
 }
 
 static void
@@ -281,12 +296,10 @@ http_error (const struct s3_client *c, struct attempt *a, int status)
 
 /* Checks a 2xx response against what was asked for. */
 static enum verdict
-check_success (struct attempt *a, int status)
+check_success (struct attempt *a, int status, curl_off_t cl)
 {
   struct s3_request *r = a->r;
-  curl_off_t cl = -1;
 
-  curl_easy_getinfo (a->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl);
   r->content_length = cl >= 0 ? (uint64_t)cl : a->written;
   r->object_size = a->have_range ? a->range_total : r->content_length;
 
@@ -350,12 +363,11 @@ check_success (struct attempt *a, int status)
 }
 
 enum verdict
-s3_response_judge (const struct s3_client *c, struct attempt *a, CURLcode cc)
+s3_response_decide (const struct s3_client *c, struct attempt *a, CURLcode cc,
+                    long status, curl_off_t content_length)
 {
   struct s3_request *r = a->r;
-  long status = 0;
 
-  curl_easy_getinfo (a->easy, CURLINFO_RESPONSE_CODE, &status);
   r->status = (int)status;
   s3bd_error_clear (&r->err);
 
@@ -381,6 +393,29 @@ s3_response_judge (const struct s3_client *c, struct attempt *a, CURLcode cc)
       return retry_is_transient ((int)cc, 0, "") ? RETRY : DONE_ERROR;
     }
   if (status >= 200 && status < 300)
-    return check_success (a, (int)status);
+    return check_success (a, (int)status, content_length);
   return http_error (c, a, (int)status);
+}
+
+enum verdict
+s3_response_judge (const struct s3_client *c, struct attempt *a, CURLcode cc)
+{
+  long status = 0;
+  curl_off_t cl = -1;
+  CURLcode ic;
+
+  ic = curl_easy_getinfo (a->easy, CURLINFO_RESPONSE_CODE, &status);
+  if (ic != CURLE_OK)
+    {
+      s3bd_error_clear (&a->r->err);
+      s3bd_fail (&a->r->err, S3BD_EPROTO,
+                 "curl_easy_getinfo CURLINFO_RESPONSE_CODE: %s",
+                 curl_easy_strerror (ic));
+      return DONE_ERROR;
+    }
+  /* Unknown (-1) is a valid answer: the length is then what arrived. */
+  if (curl_easy_getinfo (a->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl)
+      != CURLE_OK)
+    cl = -1;
+  return s3_response_decide (c, a, cc, status, cl);
 }
