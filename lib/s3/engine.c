@@ -22,11 +22,22 @@
  * reads responses and decides what they mean; engineint.h is what the
  * two share.
  *
- * Lock: e->lock protects submitted, outstanding and stats.  Everything
- * else belongs to the engine's thread.  No lock is held while curl runs
- * or while a done callback runs.
+ * When the multi handle itself fails (curl_multi_perform, _poll or
+ * _timeout return an error), libcurl considers every transfer still in
+ * it failed: multi_failed ends each one with that error, the request's
+ * final error (no retry), and empties the multi handle, which may then
+ * take new transfers.  A poll that fails is replaced by a sleep for that
+ * round, so that a multi handle that keeps failing fails each request
+ * once and never makes the loop spin.  A wakeup that fails
+ * (curl_multi_wakeup) loses nothing: the request stays queued, and the
+ * engine, told so, polls at most WAKEUP_LOST_MS apart from then on.
+ *
+ * Lock: e->lock protects submitted, outstanding, woken, wakeup_lost and
+ * stats.  Everything else belongs to the engine's thread.  No lock is
+ * held while curl runs or while a done callback runs.
  */
 #include <assert.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -41,6 +52,11 @@
 #include "engineint.h"
 #include "s3int.h"
 #include "common/strbuf.h"
+
+/* Once a wakeup has failed, the longest the engine sleeps without
+ * looking at the submitted queue.
+ */
+#define WAKEUP_LOST_MS 20
 
 struct queue
 {
@@ -57,6 +73,8 @@ struct s3_engine
   /* protects: */
   struct queue submitted;
   size_t outstanding; /* submitted and not yet done */
+  bool woken;         /* s3_engine_wakeup since the last run returned */
+  bool wakeup_lost;   /* a curl_multi_wakeup failed: poll in short naps */
   struct s3_stats stats;
 
   /* Engine thread only. */
@@ -65,6 +83,27 @@ struct s3_engine
   struct attempt *running; /* added to the multi handle */
   unsigned inflight;       /* length of running */
 };
+
+/* A default mutex fails to lock or unlock only when misused (not
+ * initialised, not owned): a bug here, never a condition at run time.
+ */
+static void
+lock (struct s3_engine *e)
+{
+  int rc = pthread_mutex_lock (&e->lock);
+
+  assert (rc == 0);
+  (void)rc;
+}
+
+static void
+unlock (struct s3_engine *e)
+{
+  int rc = pthread_mutex_unlock (&e->lock);
+
+  assert (rc == 0);
+  (void)rc;
+}
 
 static void
 queue_push (struct queue *q, struct attempt *a)
@@ -114,32 +153,67 @@ random64 (void)
   return v;
 }
 
+/* The error code for a failure of the multi handle. */
+static enum s3bd_errcode
+multi_errcode (CURLMcode mc)
+{
+  return mc == CURLM_OUT_OF_MEMORY ? S3BD_ENOMEM : S3BD_EIO;
+}
+
 int
 s3_engine_new (struct s3_client *c, unsigned max_inflight,
                struct s3_engine **out, struct s3bd_error *err)
 {
   struct s3_engine *e = calloc (1, sizeof *e);
+  CURLMcode mc;
+  int rc;
 
   *out = NULL;
   if (e == NULL)
     return s3bd_fail (err, S3BD_ENOMEM, "out of memory");
   e->client = c;
   e->max_inflight = max_inflight ? max_inflight : c->max_connections;
+  rc = pthread_mutex_init (&e->lock, NULL);
+  if (rc != 0)
+    {
+      free (e);
+      return s3bd_fail (err, S3BD_ENOMEM,
+                        "cannot create the transfer engine's lock: %s",
+                        strerror (rc));
+    }
   e->multi = curl_multi_init ();
   if (e->multi == NULL)
     {
-      free (e);
-      return s3bd_fail (err, S3BD_ENOMEM, "curl_multi_init failed");
+      s3bd_fail (err, S3BD_ENOMEM, "curl_multi_init failed");
+      goto fail;
     }
   /* One connection per transfer in flight, all kept alive.  HTTP/1.1:
    * S3 serves ranged GETs best over many plain connections.
    */
-  curl_multi_setopt (e->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                     (long)e->max_inflight);
-  curl_multi_setopt (e->multi, CURLMOPT_MAXCONNECTS, (long)e->max_inflight);
-  pthread_mutex_init (&e->lock, NULL);
+  mc = curl_multi_setopt (e->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+                          (long)e->max_inflight);
+  if (mc != CURLM_OK)
+    {
+      s3bd_fail (err, multi_errcode (mc),
+                 "curl_multi_setopt CURLMOPT_MAX_HOST_CONNECTIONS %u: %s",
+                 e->max_inflight, curl_multi_strerror (mc));
+      goto fail;
+    }
+  mc = curl_multi_setopt (e->multi, CURLMOPT_MAXCONNECTS,
+                          (long)e->max_inflight);
+  if (mc != CURLM_OK)
+    {
+      s3bd_fail (err, multi_errcode (mc),
+                 "curl_multi_setopt CURLMOPT_MAXCONNECTS %u: %s",
+                 e->max_inflight, curl_multi_strerror (mc));
+      goto fail;
+    }
   *out = e;
   return 0;
+
+fail:
+  s3_engine_free (e);
+  return -1;
 }
 
 static void
@@ -177,11 +251,15 @@ void
 s3_engine_free (struct s3_engine *e)
 {
   struct attempt *a;
+  int rc;
 
   if (e == NULL)
     return;
   /* Requests still queued are abandoned; their owners are going away
-   * with the engine.
+   * with the engine.  Nothing is reported from here: removing a handle
+   * from a multi handle about to be cleaned up can only fail if the
+   * multi handle is already broken, and curl_easy_cleanup detaches it
+   * anyway.
    */
   while ((a = queue_pop (&e->submitted)))
     attempt_free (a);
@@ -195,13 +273,36 @@ s3_engine_free (struct s3_engine *e)
   while ((a = e->running))
     {
       e->running = a->rnext;
-      curl_multi_remove_handle (e->multi, a->easy);
+      (void)curl_multi_remove_handle (e->multi, a->easy);
       attempt_free (a);
     }
   if (e->multi)
-    curl_multi_cleanup (e->multi);
-  pthread_mutex_destroy (&e->lock);
+    (void)curl_multi_cleanup (e->multi);
+  /* EBUSY would mean a thread still holds the lock: a use after free in
+   * the making.
+   */
+  rc = pthread_mutex_destroy (&e->lock);
+  assert (rc == 0);
+  (void)rc;
   free (e);
+}
+
+/* Wakes the thread blocked in curl_multi_poll.  A wakeup that fails is
+ * not fatal to anything queued: the engine is told to stop relying on
+ * wakeups and to nap at most WAKEUP_LOST_MS, so the request waits that
+ * long at most instead of for the whole poll.
+ */
+static void
+wake (struct s3_engine *e)
+{
+  CURLMcode mc = curl_multi_wakeup (e->multi);
+
+  if (mc != CURLM_OK)
+    {
+      lock (e);
+      e->wakeup_lost = true;
+      unlock (e);
+    }
 }
 
 void
@@ -230,25 +331,28 @@ s3_engine_submit (struct s3_engine *e, struct s3_request *r)
   a->e = e;
   a->start_ms = s3_now_ms ();
   r->priv = a;
-  pthread_mutex_lock (&e->lock);
+  lock (e);
   queue_push (&e->submitted, a);
   e->outstanding++;
-  pthread_mutex_unlock (&e->lock);
-  curl_multi_wakeup (e->multi);
+  unlock (e);
+  wake (e);
 }
 
 void
 s3_engine_wakeup (struct s3_engine *e)
 {
-  curl_multi_wakeup (e->multi);
+  lock (e);
+  e->woken = true;
+  unlock (e);
+  wake (e);
 }
 
 void
 s3_engine_stats (struct s3_engine *e, struct s3_stats *out)
 {
-  pthread_mutex_lock (&e->lock);
+  lock (e);
   *out = e->stats;
-  pthread_mutex_unlock (&e->lock);
+  unlock (e);
 }
 
 /* ---- Starting an attempt ---- */
@@ -385,6 +489,86 @@ budget_left_ms (const struct s3_client *c, const struct attempt *a)
   return spent + 1 < c->retry.budget_ms ? c->retry.budget_ms - spent : 1;
 }
 
+/* Sets an option of an attempt's easy handle, or fails the attempt with
+ * the option's name: an option refused is an option libcurl was built
+ * without (a CA file without TLS) or out of memory, never worth a retry.
+ */
+#define SETOPT(a, opt, val)                                                    \
+  do                                                                           \
+    {                                                                          \
+      CURLcode cc_ = curl_easy_setopt ((a)->easy, opt, val);                   \
+      if (cc_ != CURLE_OK)                                                     \
+        return setopt_failed ((a), #opt, cc_);                                 \
+    }                                                                          \
+  while (0)
+
+static int
+setopt_failed (struct attempt *a, const char *opt, CURLcode cc)
+{
+  return s3bd_fail (&a->r->err,
+                    cc == CURLE_OUT_OF_MEMORY ? S3BD_ENOMEM : S3BD_EINVAL,
+                    "curl_easy_setopt %s: %s", opt, curl_easy_strerror (cc));
+}
+
+/* Every option of one attempt, on a handle just reset. */
+static int
+set_options (struct attempt *a, uint64_t left)
+{
+  struct s3_client *c = a->e->client;
+  struct s3_request *r = a->r;
+
+  SETOPT (a, CURLOPT_URL, a->url);
+  /* Keys are not file paths: "a/./b" and "a//b" are distinct objects. */
+  SETOPT (a, CURLOPT_PATH_AS_IS, 1L);
+  SETOPT (a, CURLOPT_HTTPHEADER, a->headers);
+  SETOPT (a, CURLOPT_WRITEFUNCTION, s3_response_write_cb);
+  SETOPT (a, CURLOPT_WRITEDATA, a);
+  SETOPT (a, CURLOPT_HEADERFUNCTION, s3_response_header_cb);
+  SETOPT (a, CURLOPT_HEADERDATA, a);
+  SETOPT (a, CURLOPT_ERRORBUFFER, a->curl_err);
+  SETOPT (a, CURLOPT_NOSIGNAL, 1L);
+  SETOPT (a, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  SETOPT (a, CURLOPT_TCP_NODELAY, 1L);
+  SETOPT (a, CURLOPT_TCP_KEEPALIVE, 1L);
+  SETOPT (a, CURLOPT_NOPROXY, "*");
+  SETOPT (a, CURLOPT_CONNECTTIMEOUT_MS,
+          (long)(c->connect_timeout_ms < left ? c->connect_timeout_ms : left));
+  if (c->request_timeout_ms)
+    SETOPT (a, CURLOPT_TIMEOUT_MS, (long)c->request_timeout_ms);
+  if (c->low_speed_time_s)
+    {
+      /* A stall ends the attempt when the budget runs out (curl counts
+       * whole seconds), but a transfer still moving data is never cut:
+       * a large object may take longer than the budget to arrive.
+       */
+      uint64_t stall_s = (left + 999) / 1000;
+
+      if (stall_s > c->low_speed_time_s)
+        stall_s = c->low_speed_time_s;
+      SETOPT (a, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+      SETOPT (a, CURLOPT_LOW_SPEED_TIME, (long)stall_s);
+    }
+  if (c->no_verify_tls)
+    {
+      SETOPT (a, CURLOPT_SSL_VERIFYPEER, 0L);
+      SETOPT (a, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+  if (c->ca_file)
+    SETOPT (a, CURLOPT_CAINFO, c->ca_file);
+  switch (r->method)
+    {
+    case S3_GET: break;
+    case S3_HEAD: SETOPT (a, CURLOPT_NOBODY, 1L); break;
+    case S3_PUT:
+      SETOPT (a, CURLOPT_UPLOAD, 1L);
+      SETOPT (a, CURLOPT_READFUNCTION, read_cb);
+      SETOPT (a, CURLOPT_READDATA, a);
+      SETOPT (a, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->put_len);
+      break;
+    }
+  return 0;
+}
+
 static int
 start_attempt (struct s3_engine *e, struct attempt *a)
 {
@@ -392,7 +576,7 @@ start_attempt (struct s3_engine *e, struct attempt *a)
   struct s3_request *r = a->r;
   char *host = NULL, *path = NULL;
   uint64_t left = budget_left_ms (c, a);
-  CURL *h;
+  CURLMcode mc;
 
   attempt_reset (a);
   if (s3_request_target (c, r, &a->url, &host, &path) == -1)
@@ -412,70 +596,22 @@ start_attempt (struct s3_engine *e, struct attempt *a)
 
   if (a->easy == NULL && (a->easy = curl_easy_init ()) == NULL)
     return s3bd_fail (&r->err, S3BD_ENOMEM, "curl_easy_init failed");
-  h = a->easy;
-  curl_easy_reset (h);
-  curl_easy_setopt (h, CURLOPT_URL, a->url);
-  /* Keys are not file paths: "a/./b" and "a//b" are distinct objects. */
-  curl_easy_setopt (h, CURLOPT_PATH_AS_IS, 1L);
-  curl_easy_setopt (h, CURLOPT_HTTPHEADER, a->headers);
-  curl_easy_setopt (h, CURLOPT_PRIVATE, (char *)a);
-  curl_easy_setopt (h, CURLOPT_WRITEFUNCTION, s3_response_write_cb);
-  curl_easy_setopt (h, CURLOPT_WRITEDATA, a);
-  curl_easy_setopt (h, CURLOPT_HEADERFUNCTION, s3_response_header_cb);
-  curl_easy_setopt (h, CURLOPT_HEADERDATA, a);
-  curl_easy_setopt (h, CURLOPT_ERRORBUFFER, a->curl_err);
-  curl_easy_setopt (h, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt (h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-  curl_easy_setopt (h, CURLOPT_TCP_NODELAY, 1L);
-  curl_easy_setopt (h, CURLOPT_TCP_KEEPALIVE, 1L);
-  curl_easy_setopt (h, CURLOPT_NOPROXY, "*");
-  curl_easy_setopt (
-      h, CURLOPT_CONNECTTIMEOUT_MS,
-      (long)(c->connect_timeout_ms < left ? c->connect_timeout_ms : left));
-  if (c->request_timeout_ms)
-    curl_easy_setopt (h, CURLOPT_TIMEOUT_MS, (long)c->request_timeout_ms);
-  if (c->low_speed_time_s)
-    {
-      /* A stall ends the attempt when the budget runs out (curl counts
-       * whole seconds), but a transfer still moving data is never cut:
-       * a large object may take longer than the budget to arrive.
-       */
-      uint64_t stall_s = (left + 999) / 1000;
-
-      if (stall_s > c->low_speed_time_s)
-        stall_s = c->low_speed_time_s;
-      curl_easy_setopt (h, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-      curl_easy_setopt (h, CURLOPT_LOW_SPEED_TIME, (long)stall_s);
-    }
-  if (c->no_verify_tls)
-    {
-      curl_easy_setopt (h, CURLOPT_SSL_VERIFYPEER, 0L);
-      curl_easy_setopt (h, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-  if (c->ca_file)
-    curl_easy_setopt (h, CURLOPT_CAINFO, c->ca_file);
-  switch (r->method)
-    {
-    case S3_GET: break;
-    case S3_HEAD: curl_easy_setopt (h, CURLOPT_NOBODY, 1L); break;
-    case S3_PUT:
-      curl_easy_setopt (h, CURLOPT_UPLOAD, 1L);
-      curl_easy_setopt (h, CURLOPT_READFUNCTION, read_cb);
-      curl_easy_setopt (h, CURLOPT_READDATA, a);
-      curl_easy_setopt (h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)r->put_len);
-      break;
-    }
-  if (curl_multi_add_handle (e->multi, h) != CURLM_OK)
-    return s3bd_fail (&r->err, S3BD_ENOMEM, "curl_multi_add_handle failed");
+  curl_easy_reset (a->easy);
+  if (set_options (a, left) == -1)
+    return -1;
+  mc = curl_multi_add_handle (e->multi, a->easy);
+  if (mc != CURLM_OK)
+    return s3bd_fail (&r->err, multi_errcode (mc), "curl_multi_add_handle: %s",
+                      curl_multi_strerror (mc));
   r->attempts++;
   a->rnext = e->running;
   e->running = a;
   e->inflight++;
-  pthread_mutex_lock (&e->lock);
+  lock (e);
   e->stats.requests++;
   if (r->attempts > 1)
     e->stats.retries++;
-  pthread_mutex_unlock (&e->lock);
+  unlock (e);
   return 0;
 }
 
@@ -500,14 +636,14 @@ finish (struct s3_engine *e, struct attempt *a, bool ok)
       else
         s3bd_error_prefix (&r->err, "%s", what);
     }
-  pthread_mutex_lock (&e->lock);
+  lock (e);
   if (!ok)
     e->stats.failures++;
   e->stats.bytes_in += a->written;
   if (r->method == S3_PUT)
     e->stats.bytes_out += r->put_len;
   e->outstanding--;
-  pthread_mutex_unlock (&e->lock);
+  unlock (e);
   r->priv = NULL;
   attempt_free (a);
   if (r->done)
@@ -525,18 +661,46 @@ delay_push (struct s3_engine *e, struct attempt *a)
   *p = a;
 }
 
+/* Takes the attempt that owns easy off the running list, or returns
+ * NULL when none does (not an attempt of this engine: a bug).
+ */
+static struct attempt *
+running_take (struct s3_engine *e, CURL *easy)
+{
+  struct attempt **p = &e->running, *a;
+
+  while (*p && (*p)->easy != easy)
+    p = &(*p)->rnext;
+  if ((a = *p) == NULL)
+    return NULL;
+  *p = a->rnext;
+  a->rnext = NULL;
+  e->inflight--;
+  return a;
+}
+
 static void
-completed (struct s3_engine *e, struct attempt *a, CURLcode cc)
+completed (struct s3_engine *e, CURL *easy, CURLcode cc)
 {
   struct s3_client *c = e->client;
-  struct attempt **p = &e->running;
+  struct attempt *a = running_take (e, easy);
   enum verdict v;
+  CURLMcode mc;
 
-  while (*p != a)
-    p = &(*p)->rnext;
-  *p = a->rnext;
-  curl_multi_remove_handle (e->multi, a->easy);
-  e->inflight--;
+  assert (a != NULL);
+  if (a == NULL)
+    return;
+  mc = curl_multi_remove_handle (e->multi, a->easy);
+  if (mc != CURLM_OK)
+    {
+      /* The easy handle cannot be reused while the multi handle may
+       * still hold it: no retry on it, whatever the response.
+       */
+      s3bd_fail (&a->r->err, multi_errcode (mc), "curl_multi_remove_handle: %s",
+                 curl_multi_strerror (mc));
+      finish (e, a, false);
+      return;
+    }
   v = s3_response_judge (c, a, cc);
   if (v == RETRY)
     {
@@ -553,6 +717,34 @@ completed (struct s3_engine *e, struct attempt *a, CURLcode cc)
   finish (e, a, v == DONE_OK);
 }
 
+/* The multi handle failed in call: per libcurl, every transfer still in
+ * it has failed.  Each is ended with that error (not retried: the fault
+ * is here, not at the server) and taken out, which leaves the multi
+ * handle empty and fit to take new transfers.  Requests not yet started
+ * are left queued.
+ */
+static void
+multi_failed (struct s3_engine *e, const char *call, CURLMcode mc)
+{
+  struct attempt *a;
+
+  while ((a = e->running))
+    {
+      e->running = a->rnext;
+      a->rnext = NULL;
+      e->inflight--;
+      /* Failing too is likely and changes nothing: attempt_free's
+       * curl_easy_cleanup detaches the handle in any case.
+       */
+      (void)curl_multi_remove_handle (e->multi, a->easy);
+      s3bd_fail (&a->r->err, multi_errcode (mc),
+                 "transfer abandoned: %s failed: %s", call,
+                 curl_multi_strerror (mc));
+      finish (e, a, false);
+    }
+  assert (e->inflight == 0);
+}
+
 /* ---- The loop ---- */
 
 static void
@@ -561,10 +753,10 @@ start_ready (struct s3_engine *e)
   uint64_t now = s3_now_ms ();
   struct attempt *a;
 
-  pthread_mutex_lock (&e->lock);
+  lock (e);
   while ((a = queue_pop (&e->submitted)))
     queue_push (&e->ready, a);
-  pthread_mutex_unlock (&e->lock);
+  unlock (e);
   while (e->delayed && e->delayed->ready_ms <= now)
     {
       a = e->delayed;
@@ -576,41 +768,65 @@ start_ready (struct s3_engine *e)
       finish (e, a, false);
 }
 
+/* Lets curl move bytes and hands on every transfer that ended. */
+static void
+perform (struct s3_engine *e)
+{
+  CURLMsg *m;
+  CURLMcode mc;
+  int running, queued;
+
+  mc = curl_multi_perform (e->multi, &running);
+  if (mc != CURLM_OK)
+    {
+      multi_failed (e, "curl_multi_perform", mc);
+      return;
+    }
+  while ((m = curl_multi_info_read (e->multi, &queued)))
+    if (m->msg == CURLMSG_DONE)
+      completed (e, m->easy_handle, m->data.result);
+}
+
+/* Instead of a poll that failed: a nap, so that the loop cannot spin. */
+static void
+nap_ms (int ms)
+{
+  struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
+
+  while (nanosleep (&ts, &ts) == -1 && errno == EINTR)
+    ;
+}
+
 size_t
 s3_engine_run (struct s3_engine *e, int timeout_ms)
 {
   uint64_t deadline
       = s3_now_ms () + (uint64_t)(timeout_ms < 0 ? 0 : timeout_ms);
   size_t left;
-  bool had_work;
+  bool had_work, woken;
 
-  pthread_mutex_lock (&e->lock);
+  lock (e);
   had_work = e->outstanding > 0;
-  pthread_mutex_unlock (&e->lock);
+  unlock (e);
   for (;;)
     {
-      CURLMsg *m;
-      int running, queued;
       long curl_wait = -1;
       uint64_t now;
+      CURLMcode mc;
+      bool wakeup_lost;
       int wait;
 
       start_ready (e);
-      curl_multi_perform (e->multi, &running);
-      while ((m = curl_multi_info_read (e->multi, &queued)))
-        if (m->msg == CURLMSG_DONE)
-          {
-            struct attempt *a = NULL;
-
-            curl_easy_getinfo (m->easy_handle, CURLINFO_PRIVATE, (char **)&a);
-            completed (e, a, m->data.result);
-          }
+      perform (e);
       /* Completions may have freed slots or queued retries. */
       start_ready (e);
 
-      pthread_mutex_lock (&e->lock);
+      lock (e);
       left = e->outstanding;
-      pthread_mutex_unlock (&e->lock);
+      woken = e->woken;
+      e->woken = false;
+      wakeup_lost = e->wakeup_lost;
+      unlock (e);
       now = s3_now_ms ();
       /* Idle on entry: wait for work (a submit wakes the poll) rather
        * than return at once, so that a thread that runs the engine in a
@@ -618,18 +834,35 @@ s3_engine_run (struct s3_engine *e, int timeout_ms)
        */
       if (left)
         had_work = true;
-      if ((left == 0 && had_work) || now >= deadline)
+      if ((left == 0 && had_work) || woken || now >= deadline)
         return left;
 
       wait = (int)(deadline - now);
       if (e->delayed && e->delayed->ready_ms - now < (uint64_t)wait)
         wait = e->delayed->ready_ms > now ? (int)(e->delayed->ready_ms - now)
                                           : 0;
-      curl_multi_timeout (e->multi, &curl_wait);
+      mc = curl_multi_timeout (e->multi, &curl_wait);
+      if (mc != CURLM_OK)
+        {
+          /* Without curl's timers a transfer's timeout might never
+           * fire.  Once they are failed, no transfer needs a timer.
+           */
+          multi_failed (e, "curl_multi_timeout", mc);
+          curl_wait = -1;
+        }
       if (curl_wait >= 0 && curl_wait < wait)
         wait = (int)curl_wait;
+      if (wakeup_lost && wait > WAKEUP_LOST_MS)
+        wait = WAKEUP_LOST_MS;
       if (wait > 0)
-        curl_multi_poll (e->multi, NULL, 0, wait, NULL);
+        {
+          mc = curl_multi_poll (e->multi, NULL, 0, wait, NULL);
+          if (mc != CURLM_OK)
+            {
+              multi_failed (e, "curl_multi_poll", mc);
+              nap_ms (wait);
+            }
+        }
     }
 }
 
