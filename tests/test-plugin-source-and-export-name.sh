@@ -180,4 +180,21 @@ fails_to_start "bad gid" "gid=4294967296: expected a decimal number" \
   source=s3://dev/ds/ gid=4294967296
 fails_to_start "empty export-name" "export-name: must be 1 to 4096 bytes" \
   source=s3://dev/ds/ export-name=
+# Counts are whole numbers: no suffix ("1k" used to mean 1024).
+fails_to_start "a count with a suffix" \
+  "retries=1k: expected a whole number from 1 to 100, got '1k'" \
+  index="$TMP/dev.s3bd" retries=1k
+fails_to_start "max-requests out of range" \
+  "max-requests=0: expected a whole number from 1 to 1024" \
+  index="$TMP/dev.s3bd" max-requests=0
+fails_to_start "timeout is seconds, no unit" \
+  "timeout=60s: expected a whole number from 1 to 86400" \
+  index="$TMP/dev.s3bd" timeout=60s
+fails_to_start "a bad boolean" "path-style=maybe: expected true or false" \
+  index="$TMP/dev.s3bd" path-style=maybe
+fails_to_start "index= given twice" "index= given twice" \
+  index="$TMP/dev.s3bd" index="$TMP/other.s3bd"
+fails_to_start "cache too small for the requests in flight" \
+  "cache-size \\(16777216\\) is too small: it must hold max\\(8, max-requests = 128\\) chunks" \
+  index="$TMP/dev.s3bd" cache-size=16M max-requests=128
 finish
