@@ -41,6 +41,8 @@
 #include <ext2fs/ext2fs.h>
 #include <ext2fs/ext3_extents.h>
 
+#include "common/hashmap.h"
+#include "common/vector.h"
 #include "s3bd/ext4.h"
 
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -64,6 +66,8 @@ struct child
   uint8_t type; /* EXT2_FT_DIR or EXT2_FT_REG_FILE */
 };
 
+DEFINE_VECTOR (child_vector, struct child);
+
 struct dir
 {
   const char *path; /* not NUL-terminated at len */
@@ -72,20 +76,19 @@ struct dir
   uint32_t ino;
   uint32_t parent_ino;
   uint32_t nsubdirs;
-  struct child *kids;
-  size_t nkids, cap;
+  struct child_vector kids;
   uint64_t first_block, nblocks;
 };
+
+DEFINE_VECTOR (dir_vector, struct dir);
 
 struct builder
 {
   const struct ext4_params *p;
   struct ext4_file *files;
   size_t nfiles;
-  struct dir *dirs;
-  size_t ndirs, dirs_cap;
-  uint32_t *map; /* dir index + 1, by path hash */
-  size_t map_cap;
+  struct dir_vector dirs;
+  struct hashmap map; /* path -> dir index + 1 */
   uint32_t *file_ino; /* per file */
   uint64_t dir_blocks, extent_blocks, data_blocks;
   ext2_filsys fs;
@@ -118,41 +121,20 @@ path_hash (const char *s, size_t len)
   return h;
 }
 
-static uint32_t *
-map_slot (struct builder *b, const char *path, size_t len)
+struct path_key
 {
-  size_t mask = b->map_cap - 1;
+  const struct builder *b;
+  const char *path;
+  size_t len;
+};
 
-  for (size_t i = path_hash (path, len) & mask;; i = (i + 1) & mask)
-    {
-      uint32_t d = b->map[i];
-
-      if (d == 0
-          || (b->dirs[d - 1].len == len
-              && memcmp (b->dirs[d - 1].path, path, len) == 0))
-        return &b->map[i];
-    }
-}
-
-static int
-map_grow (struct builder *b)
+static bool
+path_eq (const void *ctx, uint64_t value)
 {
-  uint32_t *old = b->map;
-  size_t oldcap = b->map_cap;
+  const struct path_key *k = ctx;
+  const struct dir *d = &k->b->dirs.ptr[value - 1];
 
-  b->map_cap = oldcap ? oldcap * 2 : 1024;
-  b->map = calloc (b->map_cap, sizeof *b->map);
-  if (b->map == NULL)
-    {
-      b->map = old;
-      b->map_cap = oldcap;
-      return -1;
-    }
-  for (size_t i = 0; i < oldcap; i++)
-    if (old[i])
-      *map_slot (b, b->dirs[old[i] - 1].path, b->dirs[old[i] - 1].len) = old[i];
-  free (old);
-  return 0;
+  return d->len == k->len && memcmp (d->path, k->path, k->len) == 0;
 }
 
 /* Returns the index of the directory at path, creating it and its
@@ -161,15 +143,14 @@ map_grow (struct builder *b)
 static long
 ensure_dir (struct builder *b, const char *path, size_t len)
 {
-  uint32_t *slot;
+  struct path_key key = { b, path, len };
+  uint64_t hash = path_hash (path, len);
+  struct hashmap_slot *slot = hashmap_lookup (&b->map, hash, path_eq, &key);
   long parent = 0;
   const char *slash;
 
-  if ((b->ndirs + 1) * 2 > b->map_cap && map_grow (b) == -1)
-    return -1;
-  slot = map_slot (b, path, len);
-  if (*slot)
-    return (long)*slot - 1;
+  if (slot)
+    return (long)slot->value - 1;
   if (len > 0)
     {
       slash = NULL;
@@ -183,43 +164,24 @@ ensure_dir (struct builder *b, const char *path, size_t len)
       if (parent < 0)
         return -1;
     }
-  if (b->ndirs == b->dirs_cap)
-    {
-      size_t cap = b->dirs_cap ? b->dirs_cap * 2 : 64;
-      struct dir *d = realloc (b->dirs, cap * sizeof *d);
-
-      if (d == NULL || cap > UINT32_MAX - 2)
-        {
-          free (d == b->dirs ? NULL : d);
-          return -1;
-        }
-      b->dirs = d;
-      b->dirs_cap = cap;
-    }
-  b->dirs[b->ndirs]
-      = (struct dir){ .path = path, .len = len, .parent = (uint32_t)parent };
-  b->ndirs++;
-  /* The table may have grown while making the parents. */
-  *map_slot (b, path, len) = (uint32_t)b->ndirs;
-  return (long)b->ndirs - 1;
+  /* Indexes and inode numbers of directories are 32-bit. */
+  if (b->dirs.len >= UINT32_MAX - 2
+      || dir_vector_append (&b->dirs,
+                            (struct dir){ .path = path,
+                                          .len = len,
+                                          .parent = (uint32_t)parent })
+             == -1
+      || hashmap_insert (&b->map, hash, b->dirs.len) == -1)
+    return -1;
+  return (long)b->dirs.len - 1;
 }
 
 static int
 add_child (struct dir *d, const char *name, size_t len, uint32_t ino,
            uint8_t type)
 {
-  if (d->nkids == d->cap)
-    {
-      size_t cap = d->cap ? d->cap * 2 : 4;
-      struct child *k = realloc (d->kids, cap * sizeof *k);
-
-      if (k == NULL)
-        return -1;
-      d->kids = k;
-      d->cap = cap;
-    }
-  d->kids[d->nkids++] = (struct child){ name, (uint32_t)len, ino, type };
-  return 0;
+  return child_vector_append (&d->kids,
+                              (struct child){ name, (uint32_t)len, ino, type });
 }
 
 static int
@@ -236,8 +198,8 @@ static const struct builder *sort_builder;
 static int
 dir_order_cmp (const void *a, const void *b)
 {
-  const struct dir *x = &sort_builder->dirs[*(const uint32_t *)a];
-  const struct dir *y = &sort_builder->dirs[*(const uint32_t *)b];
+  const struct dir *x = &sort_builder->dirs.ptr[*(const uint32_t *)a];
+  const struct dir *y = &sort_builder->dirs.ptr[*(const uint32_t *)b];
   int r = memcmp (x->path, y->path, x->len < y->len ? x->len : y->len);
 
   return r ? r : (x->len > y->len) - (x->len < y->len);
@@ -291,33 +253,34 @@ build_tree (struct builder *b, const char *const *dirs, size_t ndirs)
     }
 
   /* Inode numbers: directories in path order, then files. */
-  order = malloc (b->ndirs * sizeof *order);
+  order = calloc (b->dirs.len, sizeof *order);
   if (order == NULL)
     goto nomem;
-  for (size_t i = 0; i < b->ndirs; i++)
+  for (size_t i = 0; i < b->dirs.len; i++)
     order[i] = (uint32_t)i;
   sort_builder = b;
-  qsort (order + 2, b->ndirs - 2, sizeof *order, dir_order_cmp);
-  b->dirs[0].ino = EXT2_ROOT_INO;
-  b->dirs[1].ino = LOST_FOUND_INO;
+  qsort (order + 2, b->dirs.len - 2, sizeof *order, dir_order_cmp);
+  b->dirs.ptr[0].ino = EXT2_ROOT_INO;
+  b->dirs.ptr[1].ino = LOST_FOUND_INO;
   ino = FIRST_DIR_INO;
-  for (size_t i = 2; i < b->ndirs; i++)
-    b->dirs[order[i]].ino = ino++;
-  for (size_t i = 0; i < b->ndirs; i++)
-    b->dirs[i].parent_ino = b->dirs[b->dirs[i].parent].ino;
-  for (size_t i = 1; i < b->ndirs; i++)
+  for (size_t i = 2; i < b->dirs.len; i++)
+    b->dirs.ptr[order[i]].ino = ino++;
+  for (size_t i = 0; i < b->dirs.len; i++)
+    b->dirs.ptr[i].parent_ino = b->dirs.ptr[b->dirs.ptr[i].parent].ino;
+  for (size_t i = 1; i < b->dirs.len; i++)
     {
-      struct dir *d = &b->dirs[order[i]];
+      struct dir *d = &b->dirs.ptr[order[i]];
       size_t nl;
       const char *name = last_segment (d->path, d->len, &nl);
 
-      if (add_child (&b->dirs[d->parent], name, nl, d->ino, EXT2_FT_DIR) == -1)
+      if (add_child (&b->dirs.ptr[d->parent], name, nl, d->ino, EXT2_FT_DIR)
+          == -1)
         goto nomem;
-      b->dirs[d->parent].nsubdirs++;
+      b->dirs.ptr[d->parent].nsubdirs++;
     }
   for (size_t i = 0; i < b->nfiles; i++)
     {
-      struct dir *parent = &b->dirs[b->file_ino[i]];
+      struct dir *parent = &b->dirs.ptr[b->file_ino[i]];
       const char *path = b->files[i].path;
       size_t nl;
       const char *name = last_segment (path, strlen (path), &nl);
@@ -332,20 +295,20 @@ build_tree (struct builder *b, const char *const *dirs, size_t ndirs)
       if (add_child (parent, name, nl, b->file_ino[i], EXT2_FT_REG_FILE) == -1)
         goto nomem;
     }
-  for (size_t i = 0; i < b->ndirs; i++)
+  for (size_t i = 0; i < b->dirs.len; i++)
     {
-      struct dir *d = &b->dirs[i];
+      struct dir *d = &b->dirs.ptr[i];
 
-      if (d->nkids > 1)
-        qsort (d->kids, d->nkids, sizeof *d->kids, child_cmp);
-      for (size_t k = 1; k < d->nkids; k++)
-        if (child_cmp (&d->kids[k - 1], &d->kids[k]) == 0)
+      if (d->kids.len > 1)
+        qsort (d->kids.ptr, d->kids.len, sizeof *d->kids.ptr, child_cmp);
+      for (size_t k = 1; k < d->kids.len; k++)
+        if (child_cmp (&d->kids.ptr[k - 1], &d->kids.ptr[k]) == 0)
           {
             s3bd_fail (b->err, S3BD_EINVAL,
                        "two entries named '%.*s' in "
                        "directory '/%.*s'",
-                       (int)d->kids[k].len, d->kids[k].name, (int)d->len,
-                       d->path);
+                       (int)d->kids.ptr[k].len, d->kids.ptr[k].name,
+                       (int)d->len, d->path);
             goto out;
           }
     }
@@ -404,9 +367,9 @@ dir_layout (const struct dir *d, entry_fn fn, void *arg)
   uint64_t blk = 0;
   size_t off = 0;
 
-  for (size_t i = 0; i < d->nkids + 2; i++)
+  for (size_t i = 0; i < d->kids.len + 2; i++)
     {
-      const struct child *k = i >= 2 ? &d->kids[i - 2] : NULL;
+      const struct child *k = i >= 2 ? &d->kids.ptr[i - 2] : NULL;
       size_t nl = k ? k->len : i + 1;
       size_t len = rec_len (nl);
 
@@ -583,10 +546,10 @@ layout (struct builder *b, uint64_t inodes, uint64_t *ext_start,
         {
           uint64_t dblk = first_free;
 
-          for (size_t i = 0; i < b->ndirs; i++)
+          for (size_t i = 0; i < b->dirs.len; i++)
             {
-              b->dirs[i].first_block = dblk;
-              dblk += b->dirs[i].nblocks;
+              b->dirs.ptr[i].first_block = dblk;
+              dblk += b->dirs.ptr[i].nblocks;
             }
           *ext_start = first_free + b->dir_blocks;
           *data_start = start;
@@ -844,18 +807,18 @@ write_dirs (struct builder *b, struct itable *t)
   /* Inodes in increasing order: root (2) and lost+found (11) first, then
    * the rest, which got their numbers in path order.
    */
-  order = malloc (b->ndirs * sizeof *order);
+  order = calloc (b->dirs.len, sizeof *order);
   if (order == NULL)
     return s3bd_fail (b->err, S3BD_ENOMEM, "out of memory");
-  for (size_t i = 0; i < b->ndirs; i++)
-    order[b->dirs[i].ino == EXT2_ROOT_INO ? 0
-          : b->dirs[i].ino == LOST_FOUND_INO
+  for (size_t i = 0; i < b->dirs.len; i++)
+    order[b->dirs.ptr[i].ino == EXT2_ROOT_INO ? 0
+          : b->dirs.ptr[i].ino == LOST_FOUND_INO
               ? 1
-              : b->dirs[i].ino - FIRST_DIR_INO + 2]
+              : b->dirs.ptr[i].ino - FIRST_DIR_INO + 2]
         = (uint32_t)i;
-  for (size_t k = 0; k < b->ndirs; k++)
+  for (size_t k = 0; k < b->dirs.len; k++)
     {
-      const struct dir *d = &b->dirs[order[k]];
+      const struct dir *d = &b->dirs.ptr[order[k]];
       struct ext2_inode_large ino;
       uint64_t tree = 0;
       errcode_t e;
@@ -863,7 +826,9 @@ write_dirs (struct builder *b, struct itable *t)
 
       if (d->nblocks * BS > cap)
         {
-          unsigned char *nb = realloc (buf, d->nblocks * BS);
+          unsigned char *nb = d->nblocks > SIZE_MAX / BS
+                                  ? NULL
+                                  : realloc (buf, d->nblocks * BS);
 
           if (nb == NULL)
             {
@@ -969,7 +934,7 @@ ext4_build (const struct ext4_params *p, struct ext4_file *files, size_t nfiles,
   int ret = -1;
 
   memset (out, 0, sizeof *out);
-  b.file_ino = malloc ((nfiles ? nfiles : 1) * sizeof *b.file_ino);
+  b.file_ino = calloc (nfiles ? nfiles : 1, sizeof *b.file_ino);
   b.store = memstore_new ();
   if (b.file_ino == NULL || b.store == NULL)
     {
@@ -979,10 +944,10 @@ ext4_build (const struct ext4_params *p, struct ext4_file *files, size_t nfiles,
   if (build_tree (&b, dirs, ndirs) == -1)
     goto out;
 
-  for (size_t i = 0; i < b.ndirs; i++)
+  for (size_t i = 0; i < b.dirs.len; i++)
     {
-      b.dirs[i].nblocks = dir_layout (&b.dirs[i], NULL, NULL);
-      b.dir_blocks += b.dirs[i].nblocks;
+      b.dirs.ptr[i].nblocks = dir_layout (&b.dirs.ptr[i], NULL, NULL);
+      b.dir_blocks += b.dirs.ptr[i].nblocks;
     }
   for (size_t i = 0; i < nfiles; i++)
     {
@@ -1000,7 +965,7 @@ ext4_build (const struct ext4_params *p, struct ext4_file *files, size_t nfiles,
           goto out;
         }
     }
-  inodes = (uint64_t)FIRST_DIR_INO + (b.ndirs - 2) + nfiles;
+  inodes = (uint64_t)FIRST_DIR_INO + (b.dirs.len - 2) + nfiles;
   if (layout (&b, inodes, &ext_start, &data_start) == -1)
     goto out;
 
@@ -1037,7 +1002,7 @@ ext4_build (const struct ext4_params *p, struct ext4_file *files, size_t nfiles,
   out->data_start = data_start;
   out->data_blocks = b.data_blocks;
   out->inodes = inodes - 1;
-  out->dirs = b.ndirs;
+  out->dirs = b.dirs.len;
   ext2fs_mark_super_dirty (b.fs);
   ext2fs_mark_bb_dirty (b.fs);
   ext2fs_mark_ib_dirty (b.fs);
@@ -1058,10 +1023,10 @@ out:
   if (b.fs)
     ext2fs_free (b.fs);
   memstore_free (b.store);
-  for (size_t i = 0; i < b.ndirs; i++)
-    free (b.dirs[i].kids);
-  free (b.dirs);
-  free (b.map);
+  for (size_t i = 0; i < b.dirs.len; i++)
+    child_vector_free (&b.dirs.ptr[i].kids);
+  dir_vector_free (&b.dirs);
+  hashmap_free (&b.map);
   free (b.file_ino);
   free (t.buf);
   if (ret)
