@@ -26,6 +26,8 @@
 
 #include <ext2fs/ext2fs.h>
 
+#include "common/hashmap.h"
+#include "common/vector.h"
 #include "s3bd/ext4.h"
 
 #define PAGE EXT4_BLOCK_SIZE
@@ -38,23 +40,15 @@ struct content
   unsigned char *data;
 };
 
-/* Open addressing, linear probing, power-of-two sizes. */
-struct page_slot
-{
-  uint64_t page; /* page number + 1; 0: empty */
-  uint32_t content;
-};
+DEFINE_VECTOR (content_vector, struct content);
+DEFINE_VECTOR (id_vector, uint32_t);
 
 struct memstore
 {
-  struct page_slot *pages;
-  size_t pages_cap, pages_used;
-  struct content *contents; /* [0] unused: content 0 means none */
-  size_t ncontents, contents_cap;
-  uint32_t *free_ids; /* contents whose refs fell to 0 */
-  size_t nfree, free_cap;
-  uint32_t *by_hash; /* content ids, open addressing by hash */
-  size_t by_hash_cap, by_hash_used;
+  struct hashmap pages;           /* page number -> content id */
+  struct content_vector contents; /* [0] unused: content 0 means none */
+  struct id_vector free_ids;      /* contents whose refs fell to 0 */
+  struct hashmap by_hash;         /* page_hash (data) -> content id */
   char name[64];
   int failed; /* ENOMEM seen */
 };
@@ -83,15 +77,6 @@ all_zero (const unsigned char *p)
   return memcmp (p, zero, PAGE) == 0;
 }
 
-static uint64_t
-mix (uint64_t x)
-{
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdULL;
-  x ^= x >> 33;
-  return x;
-}
-
 struct memstore *
 memstore_new (void)
 {
@@ -99,14 +84,10 @@ memstore_new (void)
 
   if (s == NULL)
     return NULL;
-  s->pages_cap = 1024;
-  s->pages = calloc (s->pages_cap, sizeof *s->pages);
-  s->contents_cap = 1024;
-  s->contents = calloc (s->contents_cap, sizeof *s->contents);
-  s->ncontents = 1;
-  s->by_hash_cap = 1024;
-  s->by_hash = calloc (s->by_hash_cap, sizeof *s->by_hash);
-  if (s->pages == NULL || s->contents == NULL || s->by_hash == NULL)
+  if (hashmap_reserve (&s->pages, 512) == -1
+      || content_vector_reserve (&s->contents, 1024) == -1
+      || content_vector_push_zero (&s->contents) == NULL
+      || hashmap_reserve (&s->by_hash, 512) == -1)
     {
       memstore_free (s);
       return NULL;
@@ -120,12 +101,12 @@ memstore_free (struct memstore *s)
 {
   if (s == NULL)
     return;
-  for (size_t i = 0; i < s->ncontents; i++)
-    free (s->contents[i].data);
-  free (s->contents);
-  free (s->pages);
-  free (s->free_ids);
-  free (s->by_hash);
+  for (size_t i = 0; i < s->contents.len; i++)
+    free (s->contents.ptr[i].data);
+  content_vector_free (&s->contents);
+  hashmap_free (&s->pages);
+  id_vector_free (&s->free_ids);
+  hashmap_free (&s->by_hash);
   free (s);
 }
 
@@ -135,211 +116,108 @@ memstore_name (struct memstore *s)
   return s->name;
 }
 
-/* ---- page map ---- */
-
-static struct page_slot *
-page_find (struct memstore *s, uint64_t page)
-{
-  size_t mask = s->pages_cap - 1;
-
-  for (size_t i = mix (page) & mask;; i = (i + 1) & mask)
-    if (s->pages[i].page == page + 1 || s->pages[i].page == 0)
-      return &s->pages[i];
-}
-
-static int
-pages_grow (struct memstore *s)
-{
-  struct page_slot *old = s->pages;
-  size_t oldcap = s->pages_cap;
-
-  if (oldcap > SIZE_MAX / 2 / sizeof *old)
-    return -1;
-  s->pages = calloc (oldcap * 2, sizeof *old);
-  if (s->pages == NULL)
-    {
-      s->pages = old;
-      return -1;
-    }
-  s->pages_cap = oldcap * 2;
-  for (size_t i = 0; i < oldcap; i++)
-    if (old[i].page)
-      *page_find (s, old[i].page - 1) = old[i];
-  free (old);
-  return 0;
-}
-
-/* Removing from a linear-probing table: shift later entries back so that
- * every remaining key stays reachable from its home slot.
- */
-static void
-page_remove (struct memstore *s, struct page_slot *slot)
-{
-  size_t mask = s->pages_cap - 1;
-  size_t i = (size_t)(slot - s->pages);
-
-  s->pages[i].page = 0;
-  s->pages_used--;
-  for (size_t j = (i + 1) & mask; s->pages[j].page; j = (j + 1) & mask)
-    {
-      size_t home = mix (s->pages[j].page - 1) & mask;
-
-      /* Move j back to i unless its home lies cyclically in (i, j]. */
-      if ((j > i && (home <= i || home > j))
-          || (j < i && (home <= i && home > j)))
-        {
-          s->pages[i] = s->pages[j];
-          s->pages[j].page = 0;
-          i = j;
-        }
-    }
-}
-
 /* ---- contents ---- */
 
-static uint32_t *
-hash_find (struct memstore *s, uint64_t hash, const unsigned char *data)
+struct content_key
 {
-  size_t mask = s->by_hash_cap - 1;
+  const struct memstore *s;
+  const unsigned char *data;
+};
 
-  for (size_t i = hash & mask;; i = (i + 1) & mask)
-    {
-      uint32_t id = s->by_hash[i];
+static bool
+content_eq (const void *ctx, uint64_t value)
+{
+  const struct content_key *k = ctx;
 
-      if (id == 0)
-        return &s->by_hash[i];
-      if (s->contents[id].hash == hash
-          && memcmp (s->contents[id].data, data, PAGE) == 0)
-        return &s->by_hash[i];
-    }
+  return memcmp (k->s->contents.ptr[value].data, k->data, PAGE) == 0;
 }
 
-static int
-by_hash_grow (struct memstore *s)
+/* Removal knows the id: no need to compare 4 KiB with itself. */
+static bool
+id_eq (const void *ctx, uint64_t value)
 {
-  uint32_t *old = s->by_hash;
-  size_t oldcap = s->by_hash_cap;
-
-  s->by_hash = calloc (oldcap * 2, sizeof *old);
-  if (s->by_hash == NULL)
-    {
-      s->by_hash = old;
-      return -1;
-    }
-  s->by_hash_cap = oldcap * 2;
-  for (size_t i = 0; i < oldcap; i++)
-    if (old[i])
-      *hash_find (s, s->contents[old[i]].hash, s->contents[old[i]].data)
-          = old[i];
-  free (old);
-  return 0;
+  return value == *(const uint32_t *)ctx;
 }
 
+/* Gives back an id content_ref took and could not fill. */
 static void
-by_hash_remove (struct memstore *s, uint32_t id)
+content_drop (struct memstore *s, uint32_t id)
 {
-  size_t mask = s->by_hash_cap - 1;
-  size_t i = s->contents[id].hash & mask;
+  struct content *c = &s->contents.ptr[id];
 
-  while (s->by_hash[i] != id)
-    i = (i + 1) & mask;
-  s->by_hash[i] = 0;
-  s->by_hash_used--;
-  for (size_t j = (i + 1) & mask; s->by_hash[j]; j = (j + 1) & mask)
+  c->refs = 0;
+  if (id == s->contents.len - 1)
     {
-      size_t home = s->contents[s->by_hash[j]].hash & mask;
-
-      if ((j > i && (home <= i || home > j))
-          || (j < i && (home <= i && home > j)))
-        {
-          s->by_hash[i] = s->by_hash[j];
-          s->by_hash[j] = 0;
-          i = j;
-        }
+      free (c->data);
+      c->data = NULL;
+      s->contents.len--;
     }
+  else /* it came off free_ids, so there is room to put it back */
+    s->free_ids.ptr[s->free_ids.len++] = id;
 }
 
-/* Returns the id of a content equal to data, with one more reference. */
+/* Returns the id of a content equal to data, with one more reference;
+ * 0 on ENOMEM.
+ */
 static uint32_t
 content_ref (struct memstore *s, const unsigned char *data)
 {
   uint64_t hash = page_hash (data);
-  uint32_t *slot, id;
+  struct content_key key = { s, data };
+  struct hashmap_slot *slot
+      = hashmap_lookup (&s->by_hash, hash, content_eq, &key);
+  struct content *c;
+  uint32_t id;
 
-  if ((s->by_hash_used + 1) * 2 > s->by_hash_cap && by_hash_grow (s) == -1)
-    return 0;
-  slot = hash_find (s, hash, data);
-  if (*slot)
+  if (slot)
     {
-      s->contents[*slot].refs++;
-      return *slot;
+      s->contents.ptr[slot->value].refs++;
+      return (uint32_t)slot->value;
     }
-  if (s->nfree)
-    id = s->free_ids[--s->nfree];
+  if (s->free_ids.len)
+    id = s->free_ids.ptr[--s->free_ids.len];
   else
     {
-      if (s->ncontents == s->contents_cap)
-        {
-          struct content *c;
-
-          if (s->contents_cap > SIZE_MAX / 2 / sizeof *c
-              || s->contents_cap >= UINT32_MAX / 2)
-            return 0;
-          c = realloc (s->contents, s->contents_cap * 2 * sizeof *c);
-          if (c == NULL)
-            return 0;
-          memset (c + s->contents_cap, 0, s->contents_cap * sizeof *c);
-          s->contents = c;
-          s->contents_cap *= 2;
-        }
-      id = (uint32_t)s->ncontents++;
+      /* Ids are 32-bit, and contents keep their data when freed. */
+      if (s->contents.len >= UINT32_MAX
+          || content_vector_push_zero (&s->contents) == NULL)
+        return 0;
+      id = (uint32_t)(s->contents.len - 1);
     }
-  if (s->contents[id].data == NULL
-      && (s->contents[id].data = malloc (PAGE)) == NULL)
+  c = &s->contents.ptr[id];
+  if ((c->data == NULL && (c->data = malloc (PAGE)) == NULL)
+      || hashmap_insert (&s->by_hash, hash, id) == -1)
     {
-      if (id == s->ncontents - 1)
-        s->ncontents--;
-      else
-        s->free_ids[s->nfree++] = id;
+      content_drop (s, id);
       return 0;
     }
-  memcpy (s->contents[id].data, data, PAGE);
-  s->contents[id].hash = hash;
-  s->contents[id].refs = 1;
-  *hash_find (s, hash, data) = id;
-  s->by_hash_used++;
+  memcpy (c->data, data, PAGE);
+  c->hash = hash;
+  c->refs = 1;
   return id;
 }
 
 static int
 content_unref (struct memstore *s, uint32_t id)
 {
-  if (--s->contents[id].refs > 0)
-    return 0;
-  by_hash_remove (s, id);
-  if (s->nfree == s->free_cap)
-    {
-      size_t cap = s->free_cap ? s->free_cap * 2 : 256;
-      uint32_t *f = realloc (s->free_ids, cap * sizeof *f);
+  struct content *c = &s->contents.ptr[id];
 
-      if (f == NULL)
-        return -1;
-      s->free_ids = f;
-      s->free_cap = cap;
-    }
-  s->free_ids[s->nfree++] = id;
-  return 0;
+  if (--c->refs > 0)
+    return 0;
+  hashmap_remove (&s->by_hash, c->hash, id_eq, &id);
+  return id_vector_append (&s->free_ids, id);
 }
 
 /* ---- byte-range I/O ---- */
 
+/* Page numbers are their own hash (hashmap.h): no equality callback. */
 static void
 read_page (struct memstore *s, uint64_t page, unsigned char *out)
 {
-  struct page_slot *slot = page_find (s, page);
+  struct hashmap_slot *slot = hashmap_lookup (&s->pages, page, NULL, NULL);
 
-  if (slot->page)
-    memcpy (out, s->contents[slot->content].data, PAGE);
+  if (slot)
+    memcpy (out, s->contents.ptr[slot->value].data, PAGE);
   else
     memset (out, 0, PAGE);
 }
@@ -347,30 +225,25 @@ read_page (struct memstore *s, uint64_t page, unsigned char *out)
 static int
 write_page (struct memstore *s, uint64_t page, const unsigned char *data)
 {
-  struct page_slot *slot;
+  struct hashmap_slot *slot;
   uint32_t id = 0;
 
-  if ((s->pages_used + 1) * 2 > s->pages_cap && pages_grow (s) == -1)
-    return -1;
   if (!all_zero (data) && (id = content_ref (s, data)) == 0)
     return -1;
-  slot = page_find (s, page);
-  if (slot->page)
+  slot = hashmap_lookup (&s->pages, page, NULL, NULL);
+  if (slot)
     {
-      if (content_unref (s, slot->content) == -1)
+      if (content_unref (s, (uint32_t)slot->value) == -1)
         return -1;
       if (id == 0)
-        {
-          page_remove (s, slot);
-          return 0;
-        }
-      slot->content = id;
+        hashmap_remove_slot (&s->pages, slot);
+      else
+        slot->value = id;
     }
-  else if (id)
+  else if (id && hashmap_insert (&s->pages, page, id) == -1)
     {
-      slot->page = page + 1;
-      slot->content = id;
-      s->pages_used++;
+      content_unref (s, id);
+      return -1;
     }
   return 0;
 }
@@ -559,8 +432,8 @@ memstore_export (struct memstore *s, struct ext4_image *img)
 {
   size_t n = 0, next = 0;
 
-  img->meta = malloc ((s->pages_used ? s->pages_used : 1) * sizeof *img->meta);
-  img->content = malloc ((s->ncontents ? s->ncontents : 1) * (size_t)PAGE);
+  img->meta = calloc (s->pages.n ? s->pages.n : 1, sizeof *img->meta);
+  img->content = calloc (s->contents.len, PAGE);
   if (img->meta == NULL || img->content == NULL)
     {
       free (img->meta);
@@ -569,19 +442,20 @@ memstore_export (struct memstore *s, struct ext4_image *img)
       img->content = NULL;
       return -1;
     }
-  for (size_t i = 0; i < s->pages_cap; i++)
-    if (s->pages[i].page)
-      img->meta[n++] = (struct ext4_meta_block){ s->pages[i].page - 1,
-                                                 s->pages[i].content };
+  for (size_t i = 0; i < s->pages.cap; i++)
+    if (s->pages.slots[i].value)
+      img->meta[n++]
+          = (struct ext4_meta_block){ s->pages.slots[i].hash,
+                                      (uint32_t)s->pages.slots[i].value };
   qsort (img->meta, n, sizeof *img->meta, by_block);
   /* Renumber contents in order of first use, so that the same image
    * gives the same numbers whatever the hash tables' history.
    */
-  for (size_t i = 1; i < s->ncontents; i++)
-    s->contents[i].export_id = 0;
+  for (size_t i = 1; i < s->contents.len; i++)
+    s->contents.ptr[i].export_id = 0;
   for (size_t i = 0; i < n; i++)
     {
-      struct content *c = &s->contents[img->meta[i].content];
+      struct content *c = &s->contents.ptr[img->meta[i].content];
 
       if (c->export_id == 0)
         {
