@@ -172,123 +172,49 @@ hash_str (const char *s)
   return h;
 }
 
-/* The value of s, or -1 when absent. */
-static int64_t
-strmap_get (const struct strmap *m, const char *s)
+struct name_key
 {
-  size_t i;
+  const struct buckets *b;
+  const char *name;
+};
 
-  if (m->cap == 0)
-    return -1;
-  for (i = hash_str (s) & (m->cap - 1); m->keys[i] != NULL;
-       i = (i + 1) & (m->cap - 1))
-    if (strcmp (m->keys[i], s) == 0)
-      return m->vals[i];
-  return -1;
-}
-
-static void
-strmap_insert (struct strmap *m, const char *s, uint32_t val)
+static bool
+name_eq (const void *ctx, uint64_t value)
 {
-  size_t i;
+  const struct name_key *k = ctx;
 
-  for (i = hash_str (s) & (m->cap - 1); m->keys[i] != NULL;
-       i = (i + 1) & (m->cap - 1))
-    ;
-  m->keys[i] = s;
-  m->vals[i] = val;
-  m->n++;
-}
-
-/* Adds s (absent, and living as long as the map) with value val. */
-static int
-strmap_put (struct strmap *m, const char *s, uint32_t val)
-{
-  if (m->n + 1 > m->cap / 2)
-    {
-      struct strmap bigger = { NULL, NULL, m->cap ? m->cap * 2 : 16, 0 };
-      size_t i;
-
-      if (bigger.cap > SIZE_MAX / 2 / sizeof *bigger.keys)
-        return -1;
-      bigger.keys = calloc (bigger.cap, sizeof *bigger.keys);
-      bigger.vals = calloc (bigger.cap, sizeof *bigger.vals);
-      if (bigger.keys == NULL || bigger.vals == NULL)
-        {
-          free (bigger.keys);
-          free (bigger.vals);
-          return -1;
-        }
-      for (i = 0; i < m->cap; i++)
-        if (m->keys[i] != NULL)
-          strmap_insert (&bigger, m->keys[i], m->vals[i]);
-      free (m->keys);
-      free (m->vals);
-      *m = bigger;
-    }
-  strmap_insert (m, s, val);
-  return 0;
-}
-
-static void
-strmap_free (struct strmap *m)
-{
-  free (m->keys);
-  free (m->vals);
-  memset (m, 0, sizeof *m);
-}
-
-int
-ds_grow (void **v, size_t *cap, size_t n, size_t elsize)
-{
-  size_t newcap;
-  void *p;
-
-  if (n < *cap)
-    return 0;
-  if (*cap == 0)
-    newcap = 16;
-  else if (*cap > SIZE_MAX / 2 / elsize)
-    return -1;
-  else
-    newcap = *cap * 2;
-  p = realloc (*v, newcap * elsize);
-  if (p == NULL)
-    return -1;
-  *v = p;
-  *cap = newcap;
-  return 0;
+  return strcmp (k->b->names.ptr[value - 1], k->name) == 0;
 }
 
 int
 ds_bucket_index (struct buckets *b, struct s3_arena *a, const char *name,
                  uint32_t *out)
 {
-  int64_t i = strmap_get (&b->map, name);
+  struct name_key key = { b, name };
+  uint64_t hash = hash_str (name);
+  struct hashmap_slot *slot = hashmap_lookup (&b->map, hash, name_eq, &key);
   char *copy;
 
-  if (i >= 0)
+  if (slot)
     {
-      *out = (uint32_t)i;
+      *out = (uint32_t)(slot->value - 1);
       return 0;
     }
-  if (b->n >= UINT32_MAX)
-    return -1;
-  if (ds_grow ((void **)&b->v, &b->cap, b->n, sizeof *b->v) == -1)
+  if (b->names.len >= UINT32_MAX)
     return -1;
   copy = s3_arena_strndup (a, name, strlen (name));
-  if (copy == NULL || strmap_put (&b->map, copy, (uint32_t)b->n) == -1)
+  if (copy == NULL || name_vector_append (&b->names, copy) == -1
+      || hashmap_insert (&b->map, hash, b->names.len) == -1)
     return -1;
-  b->v[b->n] = copy;
-  *out = (uint32_t)b->n++;
+  *out = (uint32_t)(b->names.len - 1);
   return 0;
 }
 
 void
 ds_buckets_free (struct buckets *b)
 {
-  free (b->v);
-  strmap_free (&b->map);
+  name_vector_free (&b->names);
+  hashmap_free (&b->map);
 }
 
 /* ---- Building a dataset ---- */
@@ -696,9 +622,8 @@ dataset_from_manifest (struct dataset *ds, const struct manifest *m,
   for (i = 0; i < m->n; i++)
     if (ds_bucket_index (&bk, ds->arena, m->v[i].bucket, &bidx[i]) == -1)
       goto nomem;
-  ds->buckets = bk.v;
-  ds->nbuckets = bk.n;
-  bk.v = NULL;
+  ds->nbuckets = bk.names.len;
+  ds->buckets = name_vector_detach (&bk.names);
   in.bucket = bidx;
 
   if (build_init (&b, m->n, ds->arena) == -1)
@@ -711,7 +636,7 @@ dataset_from_manifest (struct dataset *ds, const struct manifest *m,
   if (assemble (ds, &b, &in) == -1)
     goto nomem;
   build_free (&b);
-  ds_buckets_free (&bk); /* bk.v is the dataset's now */
+  ds_buckets_free (&bk); /* the names are the dataset's now */
   free (bidx);
   return 0;
 

@@ -1,5 +1,5 @@
 /* s3bd: what dataset.c (building datasets) and manifest.c (parsing
- * manifests) share: the growing array and the interned bucket names.
+ * manifests) share: the interned bucket names.
  * Private to lib/.
  */
 #ifndef S3BD_DATASETINT_H
@@ -9,33 +9,20 @@
 #include <stdint.h>
 
 #include "common/arena.h"
+#include "common/hashmap.h"
+#include "common/vector.h"
 #include "s3bd/dataset.h"
 
-/* Open addressing, linear probing, at most half full.  The map does not
- * own its strings.
- */
-struct strmap
-{
-  const char **keys; /* NULL: free slot */
-  uint32_t *vals;
-  size_t cap; /* a power of two, or 0 */
-  size_t n;
-};
+DEFINE_VECTOR (name_vector, char *);
 
 /* A list of bucket names, interned: index of name, adding a copy (in
  * arena) when it is new.  All zeros is an empty list.
  */
 struct buckets
 {
-  char **v;
-  size_t n, cap;
-  struct strmap map;
+  struct name_vector names;
+  struct hashmap map; /* name -> index in names + 1 */
 };
-
-/* Makes room for one more element in a growing array: *v has *cap
- * elements of elsize bytes, n of them used.  -1 on ENOMEM.
- */
-int ds_grow (void **v, size_t *cap, size_t n, size_t elsize);
 
 /* The index of bucket name in b, into *out; a new name is copied into
  * arena.  -1 on ENOMEM or past UINT32_MAX buckets.

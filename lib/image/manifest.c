@@ -131,8 +131,12 @@ line_col (const char *text, size_t at, size_t *line, size_t *col)
 static struct manifest_entry *
 manifest_add (struct manifest *out, size_t *cap)
 {
-  if (ds_grow ((void **)&out->v, cap, out->n, sizeof *out->v) == -1)
+  struct manifest_entry *v
+      = vector_grow (out->v, cap, out->n, 1, sizeof *out->v);
+
+  if (v == NULL)
     return NULL;
+  out->v = v;
   memset (&out->v[out->n], 0, sizeof *out->v);
   return &out->v[out->n++];
 }
@@ -309,7 +313,7 @@ add_uri (struct manifest *out, size_t *cap, struct buckets *bk, uint32_t **bidx,
   char *bucket = NULL, *key = NULL;
   struct manifest_entry *me;
   const char *s;
-  uint32_t bi;
+  uint32_t bi, *bigger;
   int r = -1;
 
   if (!json_object_is_type (val, json_type_string))
@@ -337,11 +341,14 @@ add_uri (struct manifest *out, size_t *cap, struct buckets *bk, uint32_t **bidx,
                  lineno, attr, s);
       goto out;
     }
-  if (ds_grow ((void **)bidx, bidx_cap, out->n, sizeof **bidx) == -1
-      || ds_bucket_index (bk, out->arena, bucket, &bi) == -1
+  if ((bigger = vector_grow (*bidx, bidx_cap, out->n, 1, sizeof **bidx))
+      == NULL)
+    goto nomem;
+  *bidx = bigger;
+  if (ds_bucket_index (bk, out->arena, bucket, &bi) == -1
       || (me = manifest_add (out, cap)) == NULL)
     goto nomem;
-  me->bucket = bk->v[bi];
+  me->bucket = bk->names.ptr[bi];
   me->key = s3_arena_strndup (out->arena, key, strlen (key));
   if (me->key == NULL)
     goto nomem;
@@ -366,7 +373,7 @@ set_paths (struct manifest *out, const struct buckets *bk, const uint32_t *bidx)
   const char *key;
   char *p;
 
-  bp = calloc (bk->n, sizeof *bp);
+  bp = calloc (bk->names.len, sizeof *bp);
   if (bp == NULL)
     return -1;
   for (i = 0; i < out->n; i++)
@@ -384,7 +391,7 @@ set_paths (struct manifest *out, const struct buckets *bk, const uint32_t *bidx)
   for (i = 0; i < out->n; i++)
     {
       key = out->v[i].key + bp[bidx[i]].common;
-      if (bk->n == 1)
+      if (bk->names.len == 1)
         {
           out->v[i].path = (char *)key;
           continue;
