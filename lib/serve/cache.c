@@ -51,12 +51,18 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "common/hashmap.h"
 #include "s3bd/cache.h"
 
 /* A fill carries at most this many chunks, whatever max_fetch says, so
  * that iovcnt stays an int well below IOV_MAX.
  */
 #define FILL_MAX_CHUNKS 1024
+
+/* cache_new reserves table room for at most this many chunks (64 MiB of
+ * table); a bigger cache grows its table as it fills.
+ */
+#define TABLE_RESERVE_MAX (1u << 21)
 
 enum chunk_state
 {
@@ -68,7 +74,7 @@ enum chunk_state
 struct chunk
 {
   uint64_t object, index;
-  struct chunk *hnext;       /* hash chain; the free list once evicted */
+  struct chunk *freed_next;  /* the free list once evicted */
   struct chunk *prev, *next; /* LRU list, READY chunks only */
   struct cache_fill *fill;   /* while FETCHING */
   /* The pointer is set by the thread that starts the fill, outside the
@@ -107,13 +113,12 @@ struct cache
   uint64_t max_bytes, chunk_size;
   unsigned shift;  /* log2 (chunk_size) */
   int fill_chunks; /* most chunks in one fill */
-  size_t mask;     /* hash buckets - 1 */
 
   pthread_mutex_t lock;
-  /* protects: buckets, lru, unread_bytes, fills, stats, the fields of
+  /* protects: table, lru, unread_bytes, fills, stats, the fields of
    * every chunk and fill (except as noted beside buf and iov).
    */
-  struct chunk **buckets;
+  struct hashmap table;     /* (object, index) -> struct chunk * */
   struct chunk lru;         /* sentinel: lru.next is the oldest */
   uint64_t unread_bytes;    /* READY chunks still marked unread */
   uint64_t fills;           /* in flight */
@@ -184,50 +189,66 @@ buf_free (struct cache *c, unsigned char *buf, size_t len)
 
 /* ---- Hash table and LRU list ---- */
 
-static size_t
-chunk_hash (const struct cache *c, uint64_t object, uint64_t index)
+static uint64_t
+chunk_hash (uint64_t object, uint64_t index)
 {
   /* splitmix64's finaliser: consecutive chunks spread over the table. */
   uint64_t z = object * 0x9E3779B97F4A7C15u + index;
 
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-  z ^= z >> 31;
-  return (size_t)z & c->mask;
+  return z ^ (z >> 31);
+}
+
+struct chunk_key
+{
+  uint64_t object, index;
+};
+
+static bool
+chunk_eq (const void *ctx, uint64_t value)
+{
+  const struct chunk_key *k = ctx;
+  const struct chunk *ch = (const struct chunk *)(uintptr_t)value;
+
+  return ch->object == k->object && ch->index == k->index;
+}
+
+static bool
+chunk_is (const void *ctx, uint64_t value)
+{
+  return (const struct chunk *)(uintptr_t)value == ctx;
 }
 
 static struct chunk *
 lookup (const struct cache *c, uint64_t object, uint64_t index)
 {
-  struct chunk *ch;
+  struct chunk_key key = { object, index };
+  struct hashmap_slot *slot
+      = hashmap_lookup (&c->table, chunk_hash (object, index), chunk_eq, &key);
 
-  for (ch = c->buckets[chunk_hash (c, object, index)]; ch; ch = ch->hnext)
-    if (ch->object == object && ch->index == index)
-      return ch;
-  return NULL;
+  return slot ? (struct chunk *)(uintptr_t)slot->value : NULL;
 }
 
+/* The caller has reserved room (hashmap_reserve), so this cannot fail. */
 static void
 hash_insert (struct cache *c, struct chunk *ch)
 {
-  struct chunk **head = &c->buckets[chunk_hash (c, ch->object, ch->index)];
+  int r = hashmap_insert (&c->table, chunk_hash (ch->object, ch->index),
+                          (uintptr_t)ch);
 
-  ch->hnext = *head;
-  *head = ch;
+  assert (r == 0);
+  (void)r;
 }
 
 static void
 hash_remove (struct cache *c, struct chunk *ch)
 {
-  struct chunk **p = &c->buckets[chunk_hash (c, ch->object, ch->index)];
+  uint64_t r = hashmap_remove (&c->table, chunk_hash (ch->object, ch->index),
+                               chunk_is, ch);
 
-  while (*p != ch)
-    {
-      assert (*p != NULL);
-      p = &(*p)->hnext;
-    }
-  *p = ch->hnext;
-  ch->hnext = NULL;
+  assert (r != 0);
+  (void)r;
 }
 
 static void
@@ -288,7 +309,7 @@ evict (struct cache *c, struct chunk *ch, struct chunk **freed)
       c->unread_bytes -= ch->len;
     }
   /* Freed by the caller once it has dropped the lock. */
-  ch->hnext = *freed;
+  ch->freed_next = *freed;
   *freed = ch;
 }
 
@@ -323,7 +344,7 @@ free_chunks (struct cache *c, struct chunk *list)
 
   for (; list; list = next)
     {
-      next = list->hnext;
+      next = list->freed_next;
       buf_free (c, list->buf, list->len);
       free (list);
     }
@@ -405,6 +426,15 @@ fill_new (struct cache *c, uint64_t object, uint64_t object_size,
         }
     }
 
+  /* Room in the table now: nothing below fails. */
+  if (hashmap_reserve (&c->table, c->table.n + (size_t)n) == -1)
+    {
+      for (k = 0; k < n; k++)
+        free (fill->chunks[k]);
+      fill->refs = 1;
+      fill_put (fill);
+      return NULL;
+    }
   fill->object = object;
   fill->off = first << c->shift;
   fill->n = n;
@@ -801,7 +831,6 @@ cache_new (const struct cache_config *cfg, struct fetcher *fetcher,
 {
   struct cache *c;
   uint64_t chunks, fill_chunks;
-  size_t nbuckets;
   unsigned shift;
 
   if (fetcher == NULL || fetcher->ops->fetch == NULL)
@@ -828,21 +857,19 @@ cache_new (const struct cache_config *cfg, struct fetcher *fetcher,
   fill_chunks = cfg->max_fetch >> shift;
   if (fill_chunks > FILL_MAX_CHUNKS)
     fill_chunks = FILL_MAX_CHUNKS;
-  /* About two buckets per chunk that fits, within reason: chains stay
-   * short even while reads take the cache past its bound.
+  /* Room for every chunk that fits, within reason; the table grows
+   * while reads take the cache past its bound.
    */
   chunks = cfg->max_bytes >> shift;
-  for (nbuckets = 64; nbuckets < (1u << 22) && nbuckets / 2 < chunks;
-       nbuckets *= 2)
-    ;
+  if (chunks > TABLE_RESERVE_MAX)
+    chunks = TABLE_RESERVE_MAX;
 
   c = calloc (1, sizeof *c);
   if (c == NULL)
     return s3bd_fail (err, S3BD_ENOMEM, "cache: out of memory");
   c->pool_max = POOL_BYTES / cfg->chunk_size;
-  c->buckets = calloc (nbuckets, sizeof *c->buckets);
   c->pool = calloc (c->pool_max ? c->pool_max : 1, sizeof *c->pool);
-  if (c->buckets == NULL || c->pool == NULL)
+  if (hashmap_reserve (&c->table, (size_t)chunks) == -1 || c->pool == NULL)
     goto nomem;
   if (pthread_mutex_init (&c->lock, NULL) != 0)
     goto nomem;
@@ -856,13 +883,12 @@ cache_new (const struct cache_config *cfg, struct fetcher *fetcher,
   c->chunk_size = cfg->chunk_size;
   c->shift = shift;
   c->fill_chunks = (int)fill_chunks;
-  c->mask = nbuckets - 1;
   c->lru.prev = c->lru.next = &c->lru;
   *out = c;
   return 0;
 
 nomem:
-  free (c->buckets);
+  hashmap_free (&c->table);
   free (c->pool);
   free (c);
   return s3bd_fail (err, S3BD_ENOMEM, "cache: out of memory");
@@ -876,12 +902,18 @@ cache_free (struct cache *c)
   if (c == NULL)
     return;
   assert (c->fills == 0);
-  for (i = 0; i <= c->mask; i++)
-    free_chunks (c, c->buckets[i]);
+  for (i = 0; i < c->table.cap; i++)
+    if (c->table.slots[i].value)
+      {
+        struct chunk *ch = (struct chunk *)(uintptr_t)c->table.slots[i].value;
+
+        buf_free (c, ch->buf, ch->len);
+        free (ch);
+      }
   while (c->pool_n > 0)
     munmap (c->pool[--c->pool_n], c->chunk_size);
   free (c->pool);
-  free (c->buckets);
+  hashmap_free (&c->table);
   pthread_mutex_destroy (&c->pool_lock);
   pthread_mutex_destroy (&c->lock);
   free (c);
