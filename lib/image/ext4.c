@@ -859,9 +859,11 @@ write_dirs (struct builder *b, struct itable *t)
       ino.i_size = (uint32_t)(d->nblocks * BS);
       ino.i_size_high = (uint32_t)((d->nblocks * BS) >> 32);
       set_times (&ino, p->time, 0);
-      /* dir_nlink: a link count past the limit is written as 1. */
+      /* dir_nlink: a link count past the limit (not at it: the kernel
+       * and e2fsck count up to EXT2_LINK_MAX) is written as 1.
+       */
       ino.i_links_count
-          = d->nsubdirs + 2 >= EXT2_LINK_MAX ? 1 : (uint16_t)(d->nsubdirs + 2);
+          = d->nsubdirs + 2 > EXT2_LINK_MAX ? 1 : (uint16_t)(d->nsubdirs + 2);
       ino.i_flags = EXT4_EXTENTS_FL;
       ino.i_extra_isize = EXTRA_ISIZE;
       if (write_extents (&none, &ino, d->first_block, d->nblocks, &tree) == -1)

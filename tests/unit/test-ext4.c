@@ -691,15 +691,10 @@ static void
 test_directory_link_count_limit (void **state)
 {
   check_subdirectories (EXT2_LINK_MAX - 1, 1);
-  /* Known bug, left out until lib/image/ext4.c is fixed: a count of
-   * exactly EXT2_LINK_MAX is still a count (the kernel and e2fsck write
-   * 1 only past it), but write_dirs writes 1 from EXT2_LINK_MAX on (>=
-   * where > is meant), and e2fsck -fn says "Inode 12 ref count is 1,
-   * should be 65000".
+  /* Exactly EXT2_LINK_MAX is still a count: the kernel and e2fsck write
+   * 1 only past it (e2fsck -fn: "ref count is 1, should be 65000").
    */
-#ifdef S3BD_TEST_KNOWN_BUGS
   check_subdirectories (EXT2_LINK_MAX - 2, EXT2_LINK_MAX);
-#endif
 }
 
 /* ---- Sizes and times ---- */
