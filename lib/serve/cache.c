@@ -84,6 +84,10 @@ struct chunk
   unsigned char *buf;
   size_t len;    /* chunk_size, less for an object's last */
   unsigned pins; /* readers copying or waiting: keep it */
+  /* Readers waiting for this chunk of a fill in flight: progress wakes
+   * the fill's waiters only when a chunk someone waits for is in.
+   */
+  unsigned waiters;
   enum chunk_state state;
   bool unread; /* fetched by cache_prefetch, not read yet */
 };
@@ -521,13 +525,21 @@ cache_fill_progress (struct cache *c, struct cache_fill *fill, int n)
   assert (!fill->done && n <= fill->n);
   if (n > fill->ready)
     {
+      bool wanted = false;
+
       for (int k = fill->ready; k < n; k++)
         {
           assert (fill->chunks[k]->state == CHUNK_FETCHING);
+          wanted |= fill->chunks[k]->waiters > 0;
           chunk_ready (c, fill->chunks[k]);
         }
       fill->ready = n;
-      pthread_cond_broadcast (&fill->done_cond);
+      /* A GET reports each of its chunks as it lands; waking the fill's
+       * waiters only when one of theirs is in spares them a wake-up for
+       * every chunk nobody is waiting for.
+       */
+      if (wanted)
+        pthread_cond_broadcast (&fill->done_cond);
     }
   pthread_mutex_unlock (&c->lock);
 }
@@ -715,8 +727,10 @@ cache_read (struct cache *c, uint64_t object, uint64_t object_size,
           /* Until this chunk is READY: the fetcher may report it before
            * the rest of its fill (cache_fill_progress).
            */
+          ch->waiters++;
           while (ch->state == CHUNK_FETCHING)
             pthread_cond_wait (&fill->done_cond, &c->lock);
+          ch->waiters--;
           if (ch->state == CHUNK_FAILED)
             {
               if (err)
