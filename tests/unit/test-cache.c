@@ -30,44 +30,9 @@
 
 #include "s3bd/error.h"
 #include "s3bd/cache.h"
+#include "chunk-pattern.h"
 
 #define CS 4096u /* chunk size of every test */
-
-/* ---- The pattern ---- */
-
-static uint64_t
-mix (uint64_t z)
-{
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-  return z ^ (z >> 31);
-}
-
-static unsigned char
-pattern_byte (uint64_t object, uint64_t off)
-{
-  uint64_t w = mix (object * 0x9E3779B97F4A7C15u + (off >> 3) + 1);
-
-  return (unsigned char)(w >> ((off & 7) * 8));
-}
-
-static void
-pattern_fill_buf (uint64_t object, uint64_t off, unsigned char *buf, size_t len)
-{
-  for (size_t i = 0; i < len; i++)
-    buf[i] = pattern_byte (object, off + i);
-}
-
-/* Offset of the first wrong byte, or UINT64_MAX. */
-static uint64_t
-pattern_bad (uint64_t object, uint64_t off, const unsigned char *buf,
-             size_t len)
-{
-  for (size_t i = 0; i < len; i++)
-    if (buf[i] != pattern_byte (object, off + i))
-      return off + i;
-  return UINT64_MAX;
-}
 
 /* ---- Seeing a reader wait ----
  *
@@ -199,7 +164,7 @@ fetcher_thread (void *arg)
       us = f->delay_us;
       if (f->jitter_us)
         {
-          f->rng = mix (f->rng);
+          f->rng = pattern_mix (f->rng);
           us += (unsigned)(f->rng % f->jitter_us);
         }
       pthread_mutex_unlock (&f->lock);
@@ -1133,16 +1098,16 @@ stresser_thread (void *arg)
       /* Half the reads go to a few hot objects: hits and shared fetches
        * race with eviction, not only misses.
        */
-      rng = mix (rng);
+      rng = pattern_mix (rng);
       object = (rng >> 1) % (rng & 1 ? 4 : STRESS_OBJECTS);
       size = stress_size (object);
-      rng = mix (rng);
+      rng = pattern_mix (rng);
       off = rng % size;
-      rng = mix (rng);
+      rng = pattern_mix (rng);
       len = rng % (3 * CS) + 1;
       if (len > size - off)
         len = size - off;
-      rng = mix (rng);
+      rng = pattern_mix (rng);
       if (rng % 10 == 0)
         {
           r = cache_prefetch (t->c, object, size, off, len);

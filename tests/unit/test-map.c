@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chunk-pattern.h"
 #include "s3bd/cache.h"
 #include "s3bd/error.h"
 #include "s3bd/fetch.h"
@@ -73,24 +74,6 @@ static struct index_meta_run runs[] = {
 #define N(a) (sizeof (a) / sizeof *(a))
 
 static unsigned char content[NCONTENT * BS];
-
-/* ---- Object bytes ---- */
-
-static uint64_t
-mix (uint64_t z)
-{
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-  return z ^ (z >> 31);
-}
-
-static unsigned char
-pattern_byte (uint64_t object, uint64_t off)
-{
-  uint64_t w = mix (object * 0x9E3779B97F4A7C15u + (off >> 3) + 1);
-
-  return (unsigned char)(w >> ((off & 7) * 8));
-}
 
 /* ---- A synchronous fetcher that logs its calls ---- */
 
