@@ -26,6 +26,7 @@ struct s3bd_params params = {
     .readahead_budget = 512 << 20,
   },
   .max_requests = 64,
+  .check = true,
 };
 
 /* Of the image options, the last one given, for errors. */
@@ -108,6 +109,15 @@ s3bd_config (const char *key, const char *value)
     }
   if (strcmp (key, "stats-file") == 0)
     return once (key, value, &params.stats_file);
+  if (strcmp (key, "check") == 0)
+    {
+      if (parse_bool (value, &params.check) == -1)
+        {
+          nbdkit_error ("check=%s: expected true or false", value);
+          return -1;
+        }
+      return 0;
+    }
   if (strcmp (key, "cache-size") == 0)
     return size_key (key, value, 16 << 20, 1ULL << 40, &sc->cache_size);
   if (strcmp (key, "chunk-size") == 0)
@@ -237,4 +247,6 @@ const char s3bd_config_help_text[]
       "readahead-budget=SIZE readahead bytes in flight or unread (default "
       "512M)\n"
       "max-requests=N       GETs in flight (default 64)\n"
-      "stats-file=PATH      rewrite statistics to PATH every second";
+      "stats-file=PATH      rewrite statistics to PATH every second\n"
+      "check=BOOL           one signed GET of an object before serving, so\n"
+      "                     that bad credentials stop nbdkit (default true)";

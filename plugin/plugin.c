@@ -141,6 +141,35 @@ load_index (struct s3bd_error *err)
   return r;
 }
 
+/* Before serving: one signed, ranged GET of the first byte of the first
+ * non-empty object, with If-Match, so that a wrong secret, endpoint or
+ * region, a missing bucket or an object changed since indexing stops
+ * nbdkit with the S3 error instead of failing the first read of a
+ * mounted device.
+ */
+static int
+check_access (struct s3bd_error *err)
+{
+  unsigned char byte;
+
+  for (uint64_t i = 0; i < s3bd.idx.nobjects; i++)
+    {
+      const struct index_object *o = &s3bd.idx.objects[i];
+
+      if (o->size == 0)
+        continue;
+      if (s3_get (s3bd.client, s3bd.idx.buckets[o->bucket], o->key, 0, 1,
+                  o->etag, &byte, 0, err)
+          == -1)
+        {
+          s3bd_error_prefix (err, "check (check=false skips it)");
+          return -1;
+        }
+      return 0;
+    }
+  return 0;
+}
+
 static int
 s3bd_get_ready (void)
 {
@@ -150,6 +179,8 @@ s3bd_get_ready (void)
   if (s3_client_new (&params.s3, &s3bd.client, &err) == -1)
     goto fail;
   if (load_index (&err) == -1)
+    goto fail;
+  if (params.check && check_access (&err) == -1)
     goto fail;
   fc.client = s3bd.client;
   fc.idx = &s3bd.idx;

@@ -2,6 +2,7 @@
 #ifndef S3BD_PLUGIN_H
 #define S3BD_PLUGIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,6 +25,7 @@ struct s3bd_params
   struct serve_config serve;
   unsigned max_requests; /* GETs in flight */
   const char *stats_file;
+  bool check; /* one signed GET before serving */
 };
 extern struct s3bd_params params;
 

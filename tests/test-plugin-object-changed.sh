@@ -27,8 +27,17 @@ s3 = botocore.session.get_session().create_client(
 s3.delete_object(Bucket='chg', Key='ds/vanish.bin')
 PY
 
+# At start-up the check (one GET of the index's first object, change.bin)
+# finds it changed and stops nbdkit before it serves anything.
+out=$(env $(plugin_env) nbdkit -f --log=stderr -U - "$S3BD_PLUGIN_SO" "$TMP/chg.s3bd" \
+        endpoint="$S3BD_TEST_ENDPOINT" path-style=true --run 'echo started' 2>&1) || true
+check "the start-up check refuses an index whose object changed" \
+  bash -c '! grep -q started <<<"$1" && grep -q "error: check (check=false skips it): GET s3://chg/ds/change.bin bytes 0-0: .*changed" <<<"$1"' _ "$out"
+echo "$out" | grep error: || true
+# check=false: the rest is about objects that change while the device is
+# served.
 start_nbdkit "$TMP/nbd.sock" "$TMP/chg.s3bd" cache-size=64M readahead-max=0 \
-  stats-file="$TMP/stats"
+  stats-file="$TMP/stats" check=false
 uri="nbd+unix:///?socket=$TMP/nbd.sock"
 read_file () {  # PATH: read the file's first block through NBD; prints OK or the error
   local first

@@ -180,6 +180,32 @@ fails_to_start "bad gid" "gid=4294967296: expected a decimal number" \
   source=s3://dev/ds/ gid=4294967296
 fails_to_start "empty export-name" "export-name: must be 1 to 4096 bytes" \
   source=s3://dev/ds/ export-name=
+# Before serving, one signed GET of an object of the index: a bad secret
+# or endpoint stops nbdkit with the S3 error, not the first read.
+AWS_SECRET_ACCESS_KEY=wrong fails_to_start "index= with a wrong secret" \
+  "check \\(check=false skips it\\): GET s3://dev/ds/.*authentication failed" \
+  index="$TMP/dev.s3bd"
+fails_to_start "index= with an endpoint where nothing listens" \
+  "check \\(check=false skips it\\): GET s3://dev/ds/" \
+  index="$TMP/dev.s3bd" endpoint=http://127.0.0.1:9 retries=1
+starts () {
+  local what=$1 out
+  shift
+  if out=$(env $(plugin_env) nbdkit -f --log=stderr -U - "$S3BD_PLUGIN_SO" \
+             endpoint="$S3BD_TEST_ENDPOINT" path-style=true "$@" \
+             --run 'echo started' 2>&1) && grep -q started <<<"$out"; then
+    echo "ok: $what"
+    t_passed=$((t_passed + 1))
+  else
+    echo "FAIL: $what: $out" >&2
+    t_failed=$((t_failed + 1))
+  fi
+}
+AWS_SECRET_ACCESS_KEY=wrong starts "check=false starts with a wrong secret" \
+  index="$TMP/dev.s3bd" check=false
+starts "the check passes with the right credentials" index="$TMP/dev.s3bd"
+fails_to_start "a bad check=" "check=maybe: expected true or false" \
+  index="$TMP/dev.s3bd" check=maybe
 # Counts are whole numbers: no suffix ("1k" used to mean 1024).
 fails_to_start "a count with a suffix" \
   "retries=1k: expected a whole number from 1 to 100, got '1k'" \
