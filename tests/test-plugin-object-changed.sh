@@ -29,7 +29,8 @@ PY
 
 # At start-up the check (one GET of the index's first object, change.bin)
 # finds it changed and stops nbdkit before it serves anything.
-out=$(env $(plugin_env) nbdkit -f --log=stderr -U - "$S3BD_PLUGIN_SO" "$TMP/chg.s3bd" \
+# (timeout: see fails_to_start in test-plugin-source-and-export-name.sh)
+out=$(timeout -k 5 30 env $(plugin_env) nbdkit -f --log=stderr -U - "$S3BD_PLUGIN_SO" "$TMP/chg.s3bd" \
         endpoint="$S3BD_TEST_ENDPOINT" path-style=true --run 'echo started' 2>&1) || true
 check "the start-up check refuses an index whose object changed" \
   bash -c '! grep -q started <<<"$1" && grep -q "error: check (check=false skips it): GET s3://chg/ds/change.bin bytes 0-0: .*changed" <<<"$1"' _ "$out"
