@@ -1,4 +1,4 @@
-/* s3bd: unit tests for plugin/cache.c: hit and miss counting, reads
+/* s3bd: unit tests for lib/serve/cache.c: hit and miss counting, reads
  * across chunks and an object's short last chunk, one fetch for many
  * readers of a chunk, LRU eviction within the bound, failed fetches that
  * fail every waiter and leave nothing behind (but the chunks reported

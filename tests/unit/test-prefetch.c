@@ -1,4 +1,4 @@
-/* s3bd: unit tests for plugin/prefetch.c, the readahead policy: a
+/* s3bd: unit tests for lib/serve/prefetch.c, the readahead policy: a
  * sequential reader's windows (none on the first read, min_window on the
  * second, doubling each time the reader has consumed a window, up to
  * max_window, never past the device, never the same bytes twice); advice
