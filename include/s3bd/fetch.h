@@ -80,6 +80,10 @@ enum s3bd_log_level
 };
 typedef void s3bd_log_fn (enum s3bd_log_level level, const char *msg);
 
+/* Formats one line and hands it to log; log NULL says nothing. */
+void s3bd_logf (s3bd_log_fn *log, enum s3bd_log_level level, const char *fmt,
+                ...) __attribute__ ((format (printf, 3, 4)));
+
 /* ---- The S3 backend (fetch-s3.c) ---- */
 
 struct s3_client;

@@ -14,7 +14,6 @@
  * no buffer is written after the cache is gone.
  */
 #include <inttypes.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -49,35 +48,17 @@ struct s3_fetch
                          call */
 };
 
-static void say (const struct s3_fetcher *f, enum s3bd_log_level level,
-                 const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
-
-static void
-say (const struct s3_fetcher *f, enum s3bd_log_level level, const char *fmt,
-     ...)
-{
-  char line[1024];
-  va_list ap;
-
-  if (f->cfg.log == NULL)
-    return;
-  va_start (ap, fmt);
-  vsnprintf (line, sizeof line, fmt, ap);
-  va_end (ap);
-  f->cfg.log (level, line);
-}
-
 static void
 get_done (struct s3_request *r, void *arg)
 {
   struct s3_fetch *g = arg;
 
   if (r->rc)
-    say (g->f, S3BD_LOG_ERROR, "%s", r->err.msg);
+    s3bd_logf (g->f->cfg.log, S3BD_LOG_ERROR, "%s", r->err.msg);
   else if (g->f->cfg.verbose)
-    say (g->f, S3BD_LOG_DEBUG,
-         "s3bd: GET %s bytes %" PRIu64 "+%" PRIu64 " done", r->key,
-         r->range_off, r->range_len);
+    s3bd_logf (g->f->cfg.log, S3BD_LOG_DEBUG,
+               "s3bd: GET %s bytes %" PRIu64 "+%" PRIu64 " done", r->key,
+               r->range_off, r->range_len);
   cache_fill_done (g->cache, g->fill, r->rc ? &r->err : NULL);
   s3_request_release (r);
   free (g);
@@ -116,7 +97,7 @@ s3_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
     {
       s3bd_fail (&err, S3BD_ENOMEM, "GET s3://%s/%s: out of memory", bucket,
                  o->key);
-      say (f, S3BD_LOG_ERROR, "%s", err.msg);
+      s3bd_logf (f->cfg.log, S3BD_LOG_ERROR, "%s", err.msg);
       cache_fill_done (c, fill, &err);
       return;
     }

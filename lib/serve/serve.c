@@ -116,14 +116,9 @@ advise (struct serve *s, uint64_t off, uint64_t len)
   pthread_mutex_unlock (&s->ra_lock);
   for (size_t i = 0; i < n; i++)
     {
-      if (s->cfg.verbose && s->cfg.log)
-        {
-          char line[128];
-
-          snprintf (line, sizeof line, "s3bd: readahead %" PRIu64 "+%" PRIu64,
-                    r[i].off, r[i].len);
-          s->cfg.log (S3BD_LOG_DEBUG, line);
-        }
+      if (s->cfg.verbose)
+        s3bd_logf (s->cfg.log, S3BD_LOG_DEBUG,
+                   "s3bd: readahead %" PRIu64 "+%" PRIu64, r[i].off, r[i].len);
       map_prefetch (s->idx, s->cache, r[i].off, r[i].len);
     }
 }
