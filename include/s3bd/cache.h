@@ -11,7 +11,8 @@
  * Fetching is a backend's (fetch.h): the cache asks for a run of
  * consecutive missing chunks of one object with one call of its fetch
  * (so a sequential reader gets one ranged GET for many chunks), and the
- * backend reports back with cache_fill_done, from any thread.
+ * backend reports back through the request (struct fetch_req), from any
+ * thread: the chunks it reports final (progress) become readable at once.
  *
  * A failed fetch fails the readers waiting for it, with the fetcher's
  * message, and leaves nothing cached but the chunks the fetcher reported
@@ -29,7 +30,6 @@
 #include "s3bd/fetch.h"
 
 struct cache;
-struct cache_fill; /* one fetch: a run of chunks of one object */
 
 struct cache_config
 {
@@ -84,18 +84,6 @@ int cache_read (struct cache *c, uint64_t object, uint64_t object_size,
  */
 uint64_t cache_prefetch (struct cache *c, uint64_t object, uint64_t object_size,
                          uint64_t off, uint64_t len);
-
-/* The fetcher's report: error NULL on success.  Thread-safe. */
-void cache_fill_done (struct cache *c, struct cache_fill *fill,
-                      const struct s3bd_error *error);
-
-/* Optional, before cache_fill_done: the first n buffers of the fill's iov
- * hold their final bytes, and the fetcher will not write to them again.
- * Their chunks become READY at once, so that a reader waiting for the
- * head of a large fetch need not wait for its tail; they stay cached even
- * if the rest of the fill fails.  n only grows.  Thread-safe.
- */
-void cache_fill_progress (struct cache *c, struct cache_fill *fill, int n);
 
 /* Bytes of chunks fetched ahead and not read yet, plus fetches in flight:
  * what counts against the readahead budget.

@@ -2,11 +2,12 @@
  *
  * One ops table, a file per backend, in the way libnbd's nbdcopy has one
  * rw_ops: lib/serve/fetch-s3.c sends ranged GETs with If-Match; the unit
- * tests have fetchers of their own; hydration adds a local file.  The
- * cache calls nothing but this table.
+ * tests have fetchers of their own; hydration (hydrate.h) wraps another
+ * backend and writes what it fetches to a local file.  The cache and the
+ * hydration fill call nothing but this table.
  *
  * A backend embeds struct fetcher as its first member and finds itself
- * again from the pointer the cache passes back.
+ * again from the pointer it is called with.
  */
 #ifndef S3BD_FETCH_H
 #define S3BD_FETCH_H
@@ -16,8 +17,6 @@
 
 #include "s3bd/error.h"
 
-struct cache;
-struct cache_fill;
 struct fetcher;
 
 /* Counters of a backend, summed over its life. */
@@ -29,22 +28,52 @@ struct fetch_stats
   uint64_t bytes_in;
 };
 
+/* One fetch: bytes [off, off + len) of object `object` into the buffers
+ * iov (iovcnt of them, in order, adding up to len).  The asker owns the
+ * request, iov and the buffers, and keeps them alive until done is
+ * called; the backend writes nothing after it.
+ */
+struct fetch_req;
+typedef void fetch_done_fn (struct fetch_req *r, const struct s3bd_error *err);
+typedef void fetch_progress_fn (struct fetch_req *r, int n);
+
+struct fetch_req
+{
+  uint64_t object, off, len;
+  const struct iovec *iov;
+  int iovcnt;
+  /* Called once, from any thread, possibly before fetch returns: err
+   * NULL on success, else the failure's message.
+   */
+  fetch_done_fn *done;
+  /* Optional, before done: the first n buffers hold their final bytes
+   * and the backend will not write to them again.  n only grows.
+   */
+  fetch_progress_fn *progress;
+};
+
+static inline void
+fetch_req_done (struct fetch_req *r, const struct s3bd_error *err)
+{
+  r->done (r, err);
+}
+
+static inline void
+fetch_req_progress (struct fetch_req *r, int n)
+{
+  if (r->progress)
+    r->progress (r, n);
+}
+
 struct fetch_ops
 {
   const char *name; /* "s3", "test", ... for messages */
 
-  /* Fetch bytes [off, off + len) of object `object` into the buffers iov
-   * (iovcnt of them, in order, adding up to len), then call
-   * cache_fill_done (c, fill, ...), from any thread, possibly before
-   * returning.  Called without any cache lock held.  iov and the buffers
-   * belong to the cache again once cache_fill_done is called.  A backend
-   * may report the buffers it has finished earlier, in order, with
-   * cache_fill_progress.  A failure is reported to the cache with its
+  /* Starts fetch r (see struct fetch_req).  Called without any lock of
+   * the asker's held.  A failure is reported through r->done with its
    * message; the backend logs it once, where it knows the subject.
    */
-  void (*fetch) (struct fetcher *f, struct cache *c, struct cache_fill *fill,
-                 uint64_t object, uint64_t off, uint64_t len,
-                 const struct iovec *iov, int iovcnt);
+  void (*fetch) (struct fetcher *f, struct fetch_req *r);
 
   /* Optional: start the backend's threads (nbdkit's .after_fork). */
   int (*start) (struct fetcher *f, struct s3bd_error *err);

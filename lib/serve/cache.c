@@ -28,13 +28,13 @@
  * fetches less instead.
  *
  * A fill's chunks become READY together when it is done, or from the
- * front as the fetcher reports them final (cache_fill_progress: a GET of
+ * front as the fetcher reports them final (fill_progress: a GET of
  * 32 MiB arrives over 100 ms, and the reader that needs its first chunk
  * should not wait for the last).  A chunk made READY that way leaves the
  * fill: it may be evicted while the fill is still in flight, and the
  * fill never touches it again (the fetcher promised not to write it).
  *
- * Lifetimes: a fill is referenced by its fetcher (until cache_fill_done)
+ * Lifetimes: a fill is referenced by its fetcher (until fill_done)
  * and by each reader waiting on it; the last reference frees it.  A chunk
  * whose fill failed leaves the table at once but lives, FAILED and
  * without a buffer, until its last pin is dropped.
@@ -79,7 +79,7 @@ struct chunk
   struct cache_fill *fill;   /* while FETCHING */
   /* The pointer is set by the thread that starts the fill, outside the
    * lock but before the fetcher, and is read by others only once the chunk
-   * is READY, which cache_fill_done publishes under the lock.
+   * is READY, which fill_done publishes under the lock.
    */
   unsigned char *buf;
   size_t len;    /* chunk_size, less for an object's last */
@@ -94,10 +94,12 @@ struct chunk
 
 struct cache_fill
 {
+  struct fetch_req req; /* first: the fetcher's pointer is ours */
+  struct cache *cache;
   uint64_t object, off, len;
   unsigned refs; /* the fetcher's, plus one per waiter */
   bool done, failed;
-  /* Chunks [0, ready) were reported final by cache_fill_progress: they
+  /* Chunks [0, ready) were reported final by fill_progress: they
    * are READY (or evicted since: the fill no longer owns them, and its
    * pointers to them must not be followed).
    */
@@ -379,6 +381,9 @@ missing_run (const struct cache *c, uint64_t object, uint64_t first,
   return n;
 }
 
+static fetch_done_fn fill_done;
+static fetch_progress_fn fill_progress;
+
 static void
 fill_put (struct cache_fill *fill)
 {
@@ -439,6 +444,7 @@ fill_new (struct cache *c, uint64_t object, uint64_t object_size,
       fill_put (fill);
       return NULL;
     }
+  fill->cache = c;
   fill->object = object;
   fill->off = first << c->shift;
   fill->n = n;
@@ -469,7 +475,7 @@ fill_new (struct cache *c, uint64_t object, uint64_t object_size,
 
 /* Allocates the buffers of a new fill and hands it to the fetcher.
  * Called without the lock: nobody else touches the buffers or the iov of
- * a fill before cache_fill_done.  The fill may be gone when this returns.
+ * a fill before fill_done.  The fill may be gone when this returns.
  */
 static void
 fill_start (struct cache *c, struct cache_fill *fill)
@@ -489,14 +495,20 @@ fill_start (struct cache *c, struct cache_fill *fill)
                      "cache: no memory for object %" PRIu64 " bytes %" PRIu64
                      "-%" PRIu64,
                      fill->object, fill->off, fill->off + fill->len - 1);
-          cache_fill_done (c, fill, &err);
+          fill_done (&fill->req, &err);
           return;
         }
       fill->iov[k].iov_base = ch->buf;
       fill->iov[k].iov_len = ch->len;
     }
-  c->fetcher->ops->fetch (c->fetcher, c, fill, fill->object, fill->off,
-                          fill->len, fill->iov, fill->n);
+  fill->req = (struct fetch_req){ .object = fill->object,
+                                  .off = fill->off,
+                                  .len = fill->len,
+                                  .iov = fill->iov,
+                                  .iovcnt = fill->n,
+                                  .done = fill_done,
+                                  .progress = fill_progress };
+  c->fetcher->ops->fetch (c->fetcher, &fill->req);
 }
 
 static void
@@ -518,9 +530,17 @@ chunk_ready (struct cache *c, struct chunk *ch)
     c->unread_bytes += ch->len;
 }
 
-void
-cache_fill_progress (struct cache *c, struct cache_fill *fill, int n)
+/* The fetcher's report: the first n buffers of the fill are final.
+ * Their chunks become READY at once, so that a reader waiting for the
+ * head of a large fetch need not wait for its tail; they stay cached even
+ * if the rest of the fill fails.
+ */
+static void
+fill_progress (struct fetch_req *r, int n)
 {
+  struct cache_fill *fill = (struct cache_fill *)r;
+  struct cache *c = fill->cache;
+
   pthread_mutex_lock (&c->lock);
   assert (!fill->done && n <= fill->n);
   if (n > fill->ready)
@@ -544,10 +564,12 @@ cache_fill_progress (struct cache *c, struct cache_fill *fill, int n)
   pthread_mutex_unlock (&c->lock);
 }
 
-void
-cache_fill_done (struct cache *c, struct cache_fill *fill,
-                 const struct s3bd_error *error)
+/* The fetcher's report that the fill is over: error NULL on success. */
+static void
+fill_done (struct fetch_req *r, const struct s3bd_error *error)
 {
+  struct cache_fill *fill = (struct cache_fill *)r;
+  struct cache *c = fill->cache;
   int k;
 
   pthread_mutex_lock (&c->lock);
@@ -725,7 +747,7 @@ cache_read (struct cache *c, uint64_t object, uint64_t object_size,
           waited = true;
           fill->refs++;
           /* Until this chunk is READY: the fetcher may report it before
-           * the rest of its fill (cache_fill_progress).
+           * the rest of its fill (fill_progress).
            */
           ch->waiters++;
           while (ch->state == CHUNK_FETCHING)

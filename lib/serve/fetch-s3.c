@@ -1,17 +1,18 @@
 /* s3bd: the S3 fetch backend.
  *
  * One thread runs an S3 engine (a curl multi handle with up to
- * max_requests GETs in flight on kept-alive connections).  The cache asks
- * for a run of chunks through fetch, from any thread; the GET, with
- * If-Match: <the ETag in the index>, is submitted to the engine and its
- * body lands straight in the chunks' buffers.  As each chunk's bytes are
- * all in, and at the end, the engine calls back in its thread, which
- * reports to the cache, which wakes the readers.  A failed GET is logged
- * here, once, with the key and range; the readers only see its message.
+ * max_requests GETs in flight on kept-alive connections).  The cache (or
+ * the hydration fill) asks for a range through fetch, from any thread;
+ * the GET, with If-Match: <the ETag in the index>, is submitted to the
+ * engine and its body lands straight in the asker's buffers.  As each
+ * buffer's bytes are all in, and at the end, the engine calls back in
+ * its thread, which reports to the asker (the cache wakes its readers).
+ * A failed GET is logged here, once, with the key and range; the readers
+ * only see its message.
  *
  * Lifetimes: a struct s3_fetch lives from fetch until its GET's done
  * callback; stop lets every GET in flight end before it returns, so that
- * no buffer is written after the cache is gone.
+ * no buffer is written after its asker is gone.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -21,14 +22,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "s3bd/cache.h"
 #include "s3bd/fetch.h"
 #include "s3bd/index.h"
 #include "s3bd/s3.h"
 
 struct s3_fetcher
 {
-  struct fetcher base; /* first: the cache's pointer is ours */
+  struct fetcher base; /* first: the asker's pointer is ours */
   struct fetch_s3_config cfg;
   struct s3_engine *engine;
   pthread_t thread;
@@ -41,11 +41,7 @@ struct s3_fetch
 {
   struct s3_request req;
   struct s3_fetcher *f;
-  struct cache *cache;
-  struct cache_fill *fill;
-  int iovcnt;
-  struct iovec iov[]; /* copied: the cache's may not outlive the
-                         call */
+  struct fetch_req *r; /* the asker's */
 };
 
 static void
@@ -59,7 +55,7 @@ get_done (struct s3_request *r, void *arg)
     s3bd_logf (g->f->cfg.log, S3BD_LOG_DEBUG,
                "s3bd: GET %s bytes %" PRIu64 "+%" PRIu64 " done", r->key,
                r->range_off, r->range_len);
-  cache_fill_done (g->cache, g->fill, r->rc ? &r->err : NULL);
+  fetch_req_done (g->r, r->rc ? &r->err : NULL);
   s3_request_release (r);
   free (g);
 }
@@ -70,17 +66,15 @@ get_progress (struct s3_request *r, int n, void *arg)
 {
   struct s3_fetch *g = arg;
 
-  cache_fill_progress (g->cache, g->fill, n);
+  fetch_req_progress (g->r, n);
 }
 
 static void
-s3_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
-          uint64_t object, uint64_t off, uint64_t len, const struct iovec *iov,
-          int iovcnt)
+s3_fetch (struct fetcher *base, struct fetch_req *fr)
 {
   struct s3_fetcher *f = (struct s3_fetcher *)base;
   const struct s3bd_index *idx = f->cfg.idx;
-  const struct index_object *o = &idx->objects[object];
+  const struct index_object *o = &idx->objects[fr->object];
   const char *bucket = idx->buckets[o->bucket];
   struct s3_fetch *g;
   struct s3bd_error err = { 0 };
@@ -89,27 +83,25 @@ s3_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
     {
       s3bd_fail (&err, S3BD_EIO, "GET s3://%s/%s: the fetcher is %s", bucket,
                  o->key, f->started ? "shutting down" : "not started");
-      cache_fill_done (c, fill, &err);
+      fetch_req_done (fr, &err);
       return;
     }
-  g = malloc (sizeof *g + (size_t)iovcnt * sizeof *iov);
+  g = malloc (sizeof *g);
   if (g == NULL)
     {
       s3bd_fail (&err, S3BD_ENOMEM, "GET s3://%s/%s: out of memory", bucket,
                  o->key);
       s3bd_logf (f->cfg.log, S3BD_LOG_ERROR, "%s", err.msg);
-      cache_fill_done (c, fill, &err);
+      fetch_req_done (fr, &err);
       return;
     }
   g->f = f;
-  g->cache = c;
-  g->fill = fill;
-  g->iovcnt = iovcnt;
-  memcpy (g->iov, iov, (size_t)iovcnt * sizeof *iov);
-  s3_request_get_range (&g->req, bucket, o->key, off, len, o->etag, NULL);
+  g->r = fr;
+  s3_request_get_range (&g->req, bucket, o->key, fr->off, fr->len, o->etag,
+                        NULL);
   g->req.buf_len = 0;
-  g->req.iov = g->iov;
-  g->req.iovcnt = iovcnt;
+  g->req.iov = fr->iov;
+  g->req.iovcnt = fr->iovcnt;
   g->req.done = get_done;
   g->req.progress = get_progress;
   g->req.arg = g;

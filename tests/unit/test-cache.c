@@ -72,8 +72,7 @@ pthread_cond_wait (pthread_cond_t *cond, pthread_mutex_t *mutex)
 struct job
 {
   struct job *next;
-  struct cache *c;
-  struct cache_fill *fill;
+  struct fetch_req *r;
   uint64_t object, off, len;
   const struct iovec *iov;
   int iovcnt;
@@ -103,9 +102,7 @@ struct tfetcher
   pthread_t threads[4];
 };
 
-static void test_fetch (struct fetcher *base, struct cache *c,
-                        struct cache_fill *fill, uint64_t object, uint64_t off,
-                        uint64_t len, const struct iovec *iov, int iovcnt);
+static void test_fetch (struct fetcher *base, struct fetch_req *r);
 static const struct fetch_ops test_ops
     = { .name = "test", .fetch = test_fetch };
 
@@ -130,7 +127,7 @@ job_complete (struct job *j)
                  "GET object %" PRIu64 " bytes %" PRIu64 "-%" PRIu64
                  ": injected failure",
                  j->object, j->off, j->off + j->len - 1);
-      cache_fill_done (j->c, j->fill, &e);
+      fetch_req_done (j->r, &e);
       return;
     }
   for (int i = 0; i < j->iovcnt; i++)
@@ -138,7 +135,7 @@ job_complete (struct job *j)
       pattern_fill_buf (j->object, off, j->iov[i].iov_base, j->iov[i].iov_len);
       off += j->iov[i].iov_len;
     }
-  cache_fill_done (j->c, j->fill, NULL);
+  fetch_req_done (j->r, NULL);
 }
 
 static void *
@@ -179,10 +176,11 @@ fetcher_thread (void *arg)
 }
 
 static void
-test_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
-            uint64_t object, uint64_t off, uint64_t len,
-            const struct iovec *iov, int iovcnt)
+test_fetch (struct fetcher *base, struct fetch_req *r)
 {
+  uint64_t object = r->object, off = r->off, len = r->len;
+  const struct iovec *iov = r->iov;
+  int iovcnt = r->iovcnt;
   struct tfetcher *f = (struct tfetcher *)base;
   struct job *j = calloc (1, sizeof *j);
   uint64_t sum = 0;
@@ -191,8 +189,7 @@ test_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
     abort ();
   for (int i = 0; i < iovcnt; i++)
     sum += iov[i].iov_len;
-  j->c = c;
-  j->fill = fill;
+  j->r = r;
   j->object = object;
   j->off = off;
   j->len = len;
@@ -730,8 +727,7 @@ test_failed_sync_fetch (void **state)
 struct manual
 {
   struct fetcher base; /* first: the cache's pointer is ours */
-  struct cache *c;
-  struct cache_fill *fill;
+  struct fetch_req *r;
   const struct iovec *iov;
   int iovcnt, calls;
   uint64_t object, off, last_off;
@@ -739,14 +735,14 @@ struct manual
 };
 
 static void
-manual_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
-              uint64_t object, uint64_t off, uint64_t len,
-              const struct iovec *iov, int iovcnt)
+manual_fetch (struct fetcher *base, struct fetch_req *r)
 {
   struct manual *m = (struct manual *)base;
+  uint64_t object = r->object, off = r->off;
+  const struct iovec *iov = r->iov;
+  int iovcnt = r->iovcnt;
 
-  m->c = c;
-  m->fill = fill;
+  m->r = r;
   m->iov = iov;
   m->iovcnt = iovcnt;
   m->object = object;
@@ -759,7 +755,7 @@ manual_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
           pattern_fill_buf (object, off, iov[i].iov_base, iov[i].iov_len);
           off += iov[i].iov_len;
         }
-      cache_fill_done (c, fill, NULL);
+      fetch_req_done (r, NULL);
     }
 }
 
@@ -824,7 +820,7 @@ test_progress_makes_the_head_of_a_fetch_readable (void **state)
 
   manual_write (&m, 0);
   manual_write (&m, 1);
-  cache_fill_progress (c, m.fill, 2);
+  fetch_req_progress (m.r, 2);
   s = stats (c);
   assert_int_equal (s.inflight_bytes, 2 * CS);
   assert_int_equal (cache_ahead_bytes (c), 4 * CS);
@@ -840,13 +836,13 @@ test_progress_makes_the_head_of_a_fetch_readable (void **state)
   };
   assert_int_equal (pthread_create (&th, NULL, range_reader, &t), 0);
   manual_write (&m, 2);
-  cache_fill_progress (c, m.fill, 3);
+  fetch_req_progress (m.r, 3);
   pthread_join (th, NULL);
   assert_int_equal (t.r, 0);
 
   /* The rest fails: chunks 0-2 stay, chunk 3 goes. */
   s3bd_fail (&err, S3BD_ESERVER, "injected failure");
-  cache_fill_done (c, m.fill, &err);
+  fetch_req_done (m.r, &err);
   s = stats (c);
   assert_int_equal (s.errors, 1);
   assert_int_equal (s.bytes, 3 * CS);

@@ -88,10 +88,11 @@ struct tfetcher
 };
 
 static void
-test_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
-            uint64_t object, uint64_t off, uint64_t len,
-            const struct iovec *iov, int iovcnt)
+test_fetch (struct fetcher *base, struct fetch_req *r)
 {
+  uint64_t object = r->object, off = r->off, len = r->len;
+  const struct iovec *iov = r->iov;
+  int iovcnt = r->iovcnt;
   struct tfetcher *f = (struct tfetcher *)base;
   struct s3bd_error e;
 
@@ -109,7 +110,7 @@ test_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
       s3bd_error_clear (&e);
       s3bd_fail (&e, S3BD_ESERVER, "GET object %" PRIu64 ": injected failure",
                  object);
-      cache_fill_done (c, fill, &e);
+      fetch_req_done (r, &e);
       return;
     }
   for (int i = 0; i < iovcnt; i++)
@@ -120,7 +121,7 @@ test_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
         p[k] = pattern_byte (object, off + k);
       off += iov[i].iov_len;
     }
-  cache_fill_done (c, fill, NULL);
+  fetch_req_done (r, NULL);
 }
 
 static const struct fetch_ops test_ops
