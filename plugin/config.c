@@ -27,6 +27,8 @@ struct s3bd_params params = {
   },
   .max_requests = 64,
   .check = true,
+  .hydrate_fill = true,
+  .hydrate_requests = 32,
 };
 
 /* Of the image options, the last one given, for errors. */
@@ -109,6 +111,29 @@ s3bd_config (const char *key, const char *value)
     }
   if (strcmp (key, "stats-file") == 0)
     return once (key, value, &params.stats_file);
+  if (strcmp (key, "hydrate") == 0)
+    return once (key, value, &params.hydrate);
+  if (strcmp (key, "hydrate-state") == 0)
+    return once (key, value, &params.hydrate_state);
+  if (strcmp (key, "hydrate-fill") == 0)
+    {
+      if (parse_bool (value, &params.hydrate_fill) == -1)
+        {
+          nbdkit_error ("hydrate-fill=%s: expected true or false", value);
+          return -1;
+        }
+      return 0;
+    }
+  if (strcmp (key, "hydrate-requests") == 0)
+    {
+      if (parse_count (value, 1, 1024, &v, &err) == -1)
+        {
+          nbdkit_error ("%s=%s: %s", key, value, err.msg);
+          return -1;
+        }
+      params.hydrate_requests = (unsigned)v;
+      return 0;
+    }
   if (strcmp (key, "check") == 0)
     {
       if (parse_bool (value, &params.check) == -1)
@@ -191,6 +216,12 @@ s3bd_config_complete (void)
       free (bucket);
       free (prefix);
     }
+  if (params.hydrate_state && params.hydrate == NULL)
+    {
+      nbdkit_error ("hydrate-state= needs hydrate=PATH (the local copy it "
+                    "describes)");
+      return -1;
+    }
   if (sc->chunk_size > sc->max_fetch)
     {
       nbdkit_error ("chunk-size (%" PRIu64
@@ -216,7 +247,8 @@ s3bd_config_complete (void)
     sc->readahead_budget = sc->cache_size / 2; /* room for demand reads */
   /* The pool of connections serves the GETs in flight unless given. */
   if (params.s3.max_connections == 0)
-    params.s3.max_connections = params.max_requests;
+    params.s3.max_connections
+        = params.max_requests + (params.hydrate ? params.hydrate_requests : 0);
   return 0;
 }
 
@@ -248,5 +280,12 @@ const char s3bd_config_help_text[]
       "512M)\n"
       "max-requests=N       GETs in flight (default 64)\n"
       "stats-file=PATH      rewrite statistics to PATH every second\n"
+      "hydrate=PATH         keep every byte fetched in PATH (a file, made\n"
+      "                     sparse, or a block device) and serve it from "
+      "there\n"
+      "  hydrate-state=PATH the record of what PATH holds (default\n"
+      "                     PATH.s3bd-state; required for a block device)\n"
+      "  hydrate-fill=BOOL  fetch everything in the background (default true)\n"
+      "  hydrate-requests=N fill GETs in flight (default 32)\n"
       "check=BOOL           one signed GET of an object before serving, so\n"
       "                     that bad credentials stop nbdkit (default true)";

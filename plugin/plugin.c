@@ -170,6 +170,42 @@ check_access (struct s3bd_error *err)
   return 0;
 }
 
+/* hydrate=: the S3 fetcher goes inside the hydration, which becomes the
+ * cache's fetcher.
+ */
+static int
+open_hydrate (struct s3bd_error *err)
+{
+  struct hydrate_config hc = { 0 };
+  struct hydrate_stats hs;
+
+  hc.idx = &s3bd.idx;
+  hc.path = params.hydrate;
+  hc.state_path = params.hydrate_state;
+  hc.inner = s3bd.fetcher;
+  hc.fill = params.hydrate_fill;
+  hc.fill_requests = params.hydrate_requests;
+  hc.fill_budget = params.serve.readahead_budget > params.serve.max_fetch
+                       ? params.serve.readahead_budget
+                       : params.serve.max_fetch;
+  hc.fill_get_size = params.serve.max_fetch > HYDRATE_UNIT
+                         ? params.serve.max_fetch
+                         : HYDRATE_UNIT;
+  hc.log = plugin_log;
+  hc.verbose = s3bd_debug_verbose;
+  s3bd.fetcher = NULL; /* the hydration's now, even if it fails */
+  if (hydrate_new (&hc, &s3bd.hydrate, err) == -1)
+    return -1;
+  s3bd.fetcher = hydrate_fetcher (s3bd.hydrate);
+  hydrate_get_stats (s3bd.hydrate, &hs);
+  fprintf (stderr,
+           "nbdkit: s3bd: hydrate %s: %" PRIu64 " of %" PRIu64
+           " bytes there%s\n",
+           params.hydrate, hs.present_bytes, hs.total_bytes,
+           hs.complete ? " (complete: S3 is not needed)" : "");
+  return 0;
+}
+
 static int
 s3bd_get_ready (void)
 {
@@ -180,16 +216,23 @@ s3bd_get_ready (void)
     goto fail;
   if (load_index (&err) == -1)
     goto fail;
-  if (params.check && check_access (&err) == -1)
-    goto fail;
   fc.client = s3bd.client;
   fc.idx = &s3bd.idx;
   fc.max_requests = params.max_requests;
   fc.log = plugin_log;
   fc.verbose = s3bd_debug_verbose;
+  if (params.hydrate)
+    fc.max_requests += params.hydrate_requests;
   if (fetch_s3_new (&fc, &s3bd.fetcher, &err) == -1)
     goto fail;
+  if (params.hydrate && open_hydrate (&err) == -1)
+    goto fail;
+  /* A complete copy serves everything: S3 may be out of reach. */
+  if (params.check && !(s3bd.hydrate && hydrate_complete (s3bd.hydrate))
+      && check_access (&err) == -1)
+    goto fail;
   params.serve.log = plugin_log;
+  params.serve.hydrate = s3bd.hydrate;
   params.serve.verbose = s3bd_debug_verbose;
   if (serve_new (&s3bd.idx, s3bd.fetcher, &params.serve, &s3bd.serve, &err)
       == -1)

@@ -25,7 +25,11 @@ struct s3bd_params
   struct serve_config serve;
   unsigned max_requests; /* GETs in flight */
   const char *stats_file;
-  bool check; /* one signed GET before serving */
+  bool check;                /* one signed GET before serving */
+  const char *hydrate;       /* hydrate=: the local copy */
+  const char *hydrate_state; /* hydrate-state= */
+  bool hydrate_fill;         /* hydrate-fill= */
+  unsigned hydrate_requests; /* fill GETs in flight */
 };
 extern struct s3bd_params params;
 
@@ -39,7 +43,8 @@ struct s3bd_state
 {
   struct s3bd_index idx;
   struct s3_client *client;
-  struct fetcher *fetcher;
+  struct fetcher *fetcher; /* the hydration's, when hydrate= */
+  struct hydrate *hydrate;
   struct serve *serve;
 };
 extern struct s3bd_state s3bd;

@@ -105,6 +105,7 @@ void fetcher_free (struct fetcher *f);
 enum s3bd_log_level
 {
   S3BD_LOG_ERROR,
+  S3BD_LOG_INFO, /* once-only news, e.g. a hydration complete */
   S3BD_LOG_DEBUG
 };
 typedef void s3bd_log_fn (enum s3bd_log_level level, const char *msg);

@@ -131,6 +131,16 @@ int index_read_file (const char *path, struct s3bd_index *idx,
  */
 void index_free (struct s3bd_index *idx);
 
+/* A SHA-256 of what the index makes the device hold: its geometry, every
+ * object's place, bucket, key, ETag and size, and every metadata block.
+ * Two indexes with the same digest serve the same bytes, whatever their
+ * compression; hydration binds its local copy to it.  Not of the
+ * left-out list or the source, which change no byte.
+ */
+#define S3BD_DIGEST_LEN 32
+void index_digest (const struct s3bd_index *idx,
+                   unsigned char out[S3BD_DIGEST_LEN]);
+
 /* What a device block holds. */
 enum index_block_kind
 {

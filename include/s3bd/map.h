@@ -15,17 +15,38 @@
 #include "s3bd/error.h"
 #include "s3bd/index.h"
 
+/* Where object bytes come from: the cache, or a hydration's copy in
+ * front of it (hydrate_read, hydrate_prefetch).
+ */
+struct map_source
+{
+  int (*read) (void *arg, uint64_t object, uint64_t object_size, uint64_t off,
+               uint64_t len, void *buf, struct s3bd_error *err);
+  void (*prefetch) (void *arg, uint64_t object, uint64_t object_size,
+                    uint64_t off, uint64_t len);
+  void *arg;
+};
+
+/* The plain source: the cache alone. */
+struct map_source map_cache_source (struct cache *c);
+
 /* Device bytes [offset, offset + count) into buf; offset + count must
  * not pass the device's end.  -1 with err set when a fetch failed.
  */
 int map_read (const struct s3bd_index *idx, struct cache *c, void *buf,
               uint64_t count, uint64_t offset, struct s3bd_error *err);
+int map_read_from (const struct s3bd_index *idx, const struct map_source *src,
+                   void *buf, uint64_t count, uint64_t offset,
+                   struct s3bd_error *err);
 
 /* Starts fetching the object bytes under [offset, offset + count),
  * without waiting (cache_prefetch); the range is cut at the device end.
  */
 void map_prefetch (const struct s3bd_index *idx, struct cache *c,
                    uint64_t offset, uint64_t count);
+void map_prefetch_from (const struct s3bd_index *idx,
+                        const struct map_source *src, uint64_t offset,
+                        uint64_t count);
 
 /* Calls fn for each run of [offset, offset + count) of one kind, in
  * order: hole true for unused blocks (read as zeros), false for metadata

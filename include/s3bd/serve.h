@@ -17,6 +17,7 @@
 
 #include "s3bd/cache.h"
 #include "s3bd/fetch.h"
+#include "s3bd/hydrate.h"
 #include "s3bd/index.h"
 #include "s3bd/map.h"
 
@@ -29,6 +30,10 @@ struct serve_config
   uint64_t readahead_budget; /* bytes fetched ahead, in flight or unread */
   s3bd_log_fn *log;          /* NULL: say nothing */
   int verbose;               /* a debug line per readahead decision */
+  /* NULL, or the hydration that is the fetcher: reads of what it holds
+   * come from its copy, bypassing the cache.
+   */
+  struct hydrate *hydrate;
 };
 
 struct serve;
@@ -51,7 +56,9 @@ int serve_read (struct serve *s, void *buf, uint64_t count, uint64_t offset,
 /* NBD_CMD_CACHE: starts fetching the range without waiting. */
 void serve_prefetch (struct serve *s, uint64_t offset, uint64_t count);
 
-/* One line of counters: the fetcher's, the cache's, the readahead's. */
+/* One line of counters: the fetcher's, the cache's, the readahead's,
+ * the hydration's.
+ */
 void serve_stats_line (struct serve *s, char *buf, size_t n);
 
 #endif

@@ -15,105 +15,17 @@
 #include "s3bd/error.h"
 #include "s3bd/index.h"
 
+#include "common/file.h"
 #include "indexint.h"
 
 /* ---- Files ---- */
-
-static int
-write_all (int fd, const unsigned char *p, size_t len)
-{
-  while (len > 0)
-    {
-      ssize_t r = write (fd, p, len);
-
-      if (r == -1 && errno == EINTR)
-        continue;
-      if (r == -1)
-        return -1;
-      p += r;
-      len -= (size_t)r;
-    }
-  return 0;
-}
-
-/* Makes the rename durable: fsync the directory holding path. */
-static int
-sync_dir (const char *path, struct s3bd_error *err)
-{
-  const char *slash = strrchr (path, '/');
-  char *dir;
-  int fd, r = 0;
-
-  if (slash == NULL)
-    dir = strdup (".");
-  else if (slash == path)
-    dir = strdup ("/");
-  else
-    dir = strndup (path, (size_t)(slash - path));
-  if (dir == NULL)
-    return oom (err);
-  fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd == -1 || fsync (fd) == -1)
-    r = s3bd_fail (err, S3BD_EIO, "writing index %s: syncing directory %s: %s",
-                   path, dir, strerror (errno));
-  if (fd >= 0)
-    close (fd);
-  free (dir);
-  return r;
-}
 
 int
 index_write_encoded (const void *buf, size_t len, const char *path,
                      struct s3bd_error *err)
 {
-  static const char suffix[] = ".tmp.XXXXXX";
-  size_t plen = strlen (path);
-  char *tmp;
-  int fd, e;
-
-  tmp = malloc (plen + sizeof suffix);
-  if (tmp == NULL)
-    return oom (err);
-  memcpy (tmp, path, plen);
-  memcpy (tmp + plen, suffix, sizeof suffix);
-
-  fd = mkstemp (tmp);
-  if (fd == -1)
-    {
-      s3bd_fail (err, S3BD_EIO, "writing index %s: creating %s: %s", path, tmp,
-                 strerror (errno));
-      free (tmp);
-      return -1;
-    }
-  /* mkstemp makes it 0600; an index is shared with readers. */
-  if (fchmod (fd, 0644) == -1 || write_all (fd, buf, len) == -1
-      || fsync (fd) == -1)
-    {
-      e = errno;
-      close (fd);
-      goto fail;
-    }
-  if (close (fd) == -1)
-    {
-      e = errno;
-      goto fail;
-    }
-  if (rename (tmp, path) == -1)
-    {
-      e = errno;
-      goto fail;
-    }
-  free (tmp);
-  /* The new file is in place; a failure here only leaves its durability
-   * in doubt, and is still reported.
-   */
-  return sync_dir (path, err);
-
-fail:
-  s3bd_fail (err, S3BD_EIO, "writing index %s: %s", path, strerror (e));
-  unlink (tmp);
-  free (tmp);
-  return -1;
+  /* An index is shared with readers. */
+  return file_replace ("index", path, buf, len, 0644, err);
 }
 
 int

@@ -22,9 +22,49 @@ piece (const struct s3bd_index *idx, uint64_t offset, uint64_t count,
   return n < count ? n : count;
 }
 
+static int
+cache_source_read (void *arg, uint64_t object, uint64_t object_size,
+                   uint64_t off, uint64_t len, void *buf,
+                   struct s3bd_error *err)
+{
+  return cache_read (arg, object, object_size, off, len, buf, err);
+}
+
+static void
+cache_source_prefetch (void *arg, uint64_t object, uint64_t object_size,
+                       uint64_t off, uint64_t len)
+{
+  cache_prefetch (arg, object, object_size, off, len);
+}
+
+struct map_source
+map_cache_source (struct cache *c)
+{
+  return (struct map_source){ cache_source_read, cache_source_prefetch, c };
+}
+
 int
 map_read (const struct s3bd_index *idx, struct cache *c, void *buf,
           uint64_t count, uint64_t offset, struct s3bd_error *err)
+{
+  struct map_source src = map_cache_source (c);
+
+  return map_read_from (idx, &src, buf, count, offset, err);
+}
+
+void
+map_prefetch (const struct s3bd_index *idx, struct cache *c, uint64_t offset,
+              uint64_t count)
+{
+  struct map_source src = map_cache_source (c);
+
+  map_prefetch_from (idx, &src, offset, count);
+}
+
+int
+map_read_from (const struct s3bd_index *idx, const struct map_source *src,
+               void *buf, uint64_t count, uint64_t offset,
+               struct s3bd_error *err)
 {
   uint64_t bs = idx->block_size;
   unsigned char *p = buf;
@@ -47,7 +87,8 @@ map_read (const struct s3bd_index *idx, struct cache *c, void *buf,
             if (real > n)
               real = n;
             if (real
-                && cache_read (c, l.object, o->size, ooff, real, p, err) == -1)
+                && src->read (src->arg, l.object, o->size, ooff, real, p, err)
+                       == -1)
               return -1;
             memset (p + real, 0, n - real);
             break;
@@ -61,8 +102,8 @@ map_read (const struct s3bd_index *idx, struct cache *c, void *buf,
 }
 
 void
-map_prefetch (const struct s3bd_index *idx, struct cache *c, uint64_t offset,
-              uint64_t count)
+map_prefetch_from (const struct s3bd_index *idx, const struct map_source *src,
+                   uint64_t offset, uint64_t count)
 {
   uint64_t bs = idx->block_size;
   uint64_t size = idx->device_blocks * bs;
@@ -82,8 +123,8 @@ map_prefetch (const struct s3bd_index *idx, struct cache *c, uint64_t offset,
           uint64_t ooff = l.object_block * bs + offset % bs;
 
           if (ooff < o->size)
-            cache_prefetch (c, l.object, o->size, ooff,
-                            n < o->size - ooff ? n : o->size - ooff);
+            src->prefetch (src->arg, l.object, o->size, ooff,
+                           n < o->size - ooff ? n : o->size - ooff);
         }
       offset += n;
       count -= n;

@@ -19,11 +19,31 @@ struct serve
   struct cache *cache;
   struct serve_config cfg;
   uint64_t size;
+  struct map_source src; /* the cache, or the hydration before it */
 
   pthread_mutex_t ra_lock;
   /* protects: policy */
   struct prefetch *policy;
 };
+
+static int
+source_read (void *arg, uint64_t object, uint64_t object_size, uint64_t off,
+             uint64_t len, void *buf, struct s3bd_error *err)
+{
+  struct serve *s = arg;
+
+  return hydrate_read (s->cfg.hydrate, s->cache, object, object_size, off, len,
+                       buf, err);
+}
+
+static void
+source_prefetch (void *arg, uint64_t object, uint64_t object_size, uint64_t off,
+                 uint64_t len)
+{
+  struct serve *s = arg;
+
+  hydrate_prefetch (s->cfg.hydrate, s->cache, object, object_size, off, len);
+}
 
 int
 serve_new (const struct s3bd_index *idx, struct fetcher *fetcher,
@@ -50,6 +70,10 @@ serve_new (const struct s3bd_index *idx, struct fetcher *fetcher,
     }
   if (cache_new (&cc, fetcher, &s->cache, err) == -1)
     goto fail;
+  if (cfg->hydrate)
+    s->src = (struct map_source){ source_read, source_prefetch, s };
+  else
+    s->src = map_cache_source (s->cache);
   pc.max_window = cfg->readahead_max;
   pc.min_window
       = cfg->readahead_max < (512 << 10) ? cfg->readahead_max : 512 << 10;
@@ -119,7 +143,7 @@ advise (struct serve *s, uint64_t off, uint64_t len)
       if (s->cfg.verbose)
         s3bd_logf (s->cfg.log, S3BD_LOG_DEBUG,
                    "s3bd: readahead %" PRIu64 "+%" PRIu64, r[i].off, r[i].len);
-      map_prefetch (s->idx, s->cache, r[i].off, r[i].len);
+      map_prefetch_from (s->idx, &s->src, r[i].off, r[i].len);
     }
 }
 
@@ -133,13 +157,13 @@ serve_read (struct serve *s, void *buf, uint64_t count, uint64_t offset,
                       " past the device's end (%" PRIu64 " bytes)",
                       offset, count, s->size);
   advise (s, offset, count);
-  return map_read (s->idx, s->cache, buf, count, offset, err);
+  return map_read_from (s->idx, &s->src, buf, count, offset, err);
 }
 
 void
 serve_prefetch (struct serve *s, uint64_t offset, uint64_t count)
 {
-  map_prefetch (s->idx, s->cache, offset, count);
+  map_prefetch_from (s->idx, &s->src, offset, count);
 }
 
 void
@@ -159,4 +183,11 @@ serve_stats_line (struct serve *s, char *buf, size_t n)
             fs.requests, fs.retries, fs.failures, fs.bytes_in, cs.hits,
             cs.misses, cs.waits, cs.evictions, cs.bytes, cs.prefetched_chunks,
             cs.prefetch_used, cs.prefetch_wasted, cs.errors);
+  if (s->cfg.hydrate)
+    {
+      size_t len = strlen (buf);
+
+      if (len < n)
+        hydrate_stats_line (s->cfg.hydrate, buf + len, n - len);
+    }
 }
