@@ -124,6 +124,8 @@ s3bd_config (const char *key, const char *value)
         }
       return 0;
     }
+  if (strcmp (key, "hydrate-max-rate") == 0)
+    return size_key (key, value, 4096, 1ULL << 40, &params.hydrate_rate);
   if (strcmp (key, "hydrate-requests") == 0)
     {
       if (parse_count (value, 1, 1024, &v, &err) == -1)
@@ -287,5 +289,6 @@ const char s3bd_config_help_text[]
       "                     PATH.s3bd-state; required for a block device)\n"
       "  hydrate-fill=BOOL  fetch everything in the background (default true)\n"
       "  hydrate-requests=N fill GETs in flight (default 32)\n"
+      "  hydrate-max-rate=SIZE  fill bytes per second (default: no limit)\n"
       "check=BOOL           one signed GET of an object before serving, so\n"
       "                     that bad credentials stop nbdkit (default true)";

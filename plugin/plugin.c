@@ -141,35 +141,6 @@ load_index (struct s3bd_error *err)
   return r;
 }
 
-/* Before serving: one signed, ranged GET of the first byte of the first
- * non-empty object, with If-Match, so that a wrong secret, endpoint or
- * region, a missing bucket or an object changed since indexing stops
- * nbdkit with the S3 error instead of failing the first read of a
- * mounted device.
- */
-static int
-check_access (struct s3bd_error *err)
-{
-  unsigned char byte;
-
-  for (uint64_t i = 0; i < s3bd.idx.nobjects; i++)
-    {
-      const struct index_object *o = &s3bd.idx.objects[i];
-
-      if (o->size == 0)
-        continue;
-      if (s3_get (s3bd.client, s3bd.idx.buckets[o->bucket], o->key, 0, 1,
-                  o->etag, &byte, 0, err)
-          == -1)
-        {
-          s3bd_error_prefix (err, "check (check=false skips it)");
-          return -1;
-        }
-      return 0;
-    }
-  return 0;
-}
-
 /* hydrate=: the S3 fetcher goes inside the hydration, which becomes the
  * cache's fetcher.
  */
@@ -191,6 +162,7 @@ open_hydrate (struct s3bd_error *err)
   hc.fill_get_size = params.serve.max_fetch > HYDRATE_UNIT
                          ? params.serve.max_fetch
                          : HYDRATE_UNIT;
+  hc.fill_rate = params.hydrate_rate;
   hc.log = plugin_log;
   hc.verbose = s3bd_debug_verbose;
   s3bd.fetcher = NULL; /* the hydration's now, even if it fails */
@@ -229,8 +201,11 @@ s3bd_get_ready (void)
     goto fail;
   /* A complete copy serves everything: S3 may be out of reach. */
   if (params.check && !(s3bd.hydrate && hydrate_complete (s3bd.hydrate))
-      && check_access (&err) == -1)
-    goto fail;
+      && fetch_s3_check (s3bd.client, &s3bd.idx, &err) == -1)
+    {
+      s3bd_error_prefix (&err, "check (check=false skips it)");
+      goto fail;
+    }
   params.serve.log = plugin_log;
   params.serve.hydrate = s3bd.hydrate;
   params.serve.verbose = s3bd_debug_verbose;

@@ -30,6 +30,7 @@ struct s3bd_params
   const char *hydrate_state; /* hydrate-state= */
   bool hydrate_fill;         /* hydrate-fill= */
   unsigned hydrate_requests; /* fill GETs in flight */
+  uint64_t hydrate_rate;     /* fill bytes per second; 0: any */
 };
 extern struct s3bd_params params;
 

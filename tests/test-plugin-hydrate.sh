@@ -77,9 +77,9 @@ env=$("$S3BD_SOURCE_DIR/scripts/s3-server" restart "$S3BD_TEST_SERVER_DIR") \
 eval "$env"
 
 # --- C ---
-# One small GET at a time: the fill takes long enough to be killed.
-slow=(cache-size=64M hydrate="$TMP/kill" hydrate-requests=1 max-fetch=512K
-      chunk-size=256K stats-file="$TMP/kstats")
+# A fill held to 20 MB/s takes long enough to be killed.
+slow=(cache-size=64M hydrate="$TMP/kill" hydrate-requests=2 max-fetch=1M
+      hydrate-max-rate=20M stats-file="$TMP/kstats")
 # The bytes the copy held at start-up, as the plugin reports them.
 present_at_start () { sed -n 's/.*hydrate [^ ]*: \([0-9]*\) of .*/\1/p' "$TMP/nbdkit.log" | tail -1; }
 starts=()

@@ -137,4 +137,13 @@ struct fetch_s3_config
 int fetch_s3_new (const struct fetch_s3_config *cfg, struct fetcher **out,
                   struct s3bd_error *err);
 
+/* Before serving or preloading: one signed, ranged GET of the first byte
+ * of the first non-empty object, with If-Match, so that a wrong secret,
+ * endpoint or region, a missing bucket or an object changed since
+ * indexing is reported at once, with the S3 error, rather than at the
+ * first read.  0 for an index without data.
+ */
+int fetch_s3_check (struct s3_client *client, const struct s3bd_index *idx,
+                    struct s3bd_error *err);
+
 #endif

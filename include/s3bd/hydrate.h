@@ -49,7 +49,12 @@ struct hydrate_config
   unsigned fill_requests; /* fill GETs in flight, >= 1 */
   uint64_t fill_budget;   /* fill bytes in flight */
   uint64_t fill_get_size; /* largest fill GET, >= HYDRATE_UNIT */
-  s3bd_log_fn *log;       /* NULL: say nothing */
+  uint64_t fill_rate;     /* bytes per second the fill may fetch; 0: any */
+  /* How messages name the two: NULL for the plugin's "hydrate=" and
+   * "hydrate-state=PATH"; s3bd-preload's are "" and "--state PATH".
+   */
+  const char *path_opt, *state_opt;
+  s3bd_log_fn *log; /* NULL: say nothing */
   int verbose;
 };
 

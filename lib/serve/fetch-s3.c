@@ -206,3 +206,21 @@ fetch_s3_new (const struct fetch_s3_config *cfg, struct fetcher **out,
   *out = &f->base;
   return 0;
 }
+
+int
+fetch_s3_check (struct s3_client *client, const struct s3bd_index *idx,
+                struct s3bd_error *err)
+{
+  unsigned char byte;
+
+  for (uint64_t i = 0; i < idx->nobjects; i++)
+    {
+      const struct index_object *o = &idx->objects[i];
+
+      if (o->size == 0)
+        continue;
+      return s3_get (client, idx->buckets[o->bucket], o->key, 0, 1, o->etag,
+                     &byte, 0, err);
+    }
+  return 0;
+}

@@ -80,6 +80,7 @@ struct hydrate
   struct hydrate_config cfg;
   const struct s3bd_index *idx;
   char *path, *state_path;
+  char *pshow, *sshow; /* as messages name them: "hydrate=PATH" */
   int fd;
   bool blockdev;
 
@@ -108,6 +109,7 @@ struct hydrate
   atomic_bool complete, broken;
   atomic_uint_fast64_t last_demand_ms;
   uint64_t synced_gen; /* the syncer's */
+  uint64_t fill_sent;  /* the filler's: bytes asked for */
 
   /* Counters. */
   atomic_uint_fast64_t demand_gets, fill_gets, fill_bytes, fill_failures;
@@ -247,8 +249,7 @@ state_load (struct hydrate *h, struct s3bd_error *err)
   if (fd == -1 && errno == ENOENT)
     return 1;
   if (fd == -1)
-    return s3bd_fail (err, S3BD_EIO, "hydrate-state=%s: %s", h->state_path,
-                      strerror (errno));
+    return s3bd_fail (err, S3BD_EIO, "%s: %s", h->sshow, strerror (errno));
   buf = malloc (n);
   if (buf == NULL)
     {
@@ -257,8 +258,7 @@ state_load (struct hydrate *h, struct s3bd_error *err)
     }
   if (fstat (fd, &st) == -1)
     {
-      s3bd_fail (err, S3BD_EIO, "hydrate-state=%s: %s", h->state_path,
-                 strerror (errno));
+      s3bd_fail (err, S3BD_EIO, "%s: %s", h->sshow, strerror (errno));
       goto out;
     }
   if ((uint64_t)st.st_size >= 16 && file_pread_all (fd, buf, 16, 0) == 0
@@ -266,40 +266,37 @@ state_load (struct hydrate *h, struct s3bd_error *err)
       && get_le (buf + 8, 4) != STATE_VERSION)
     {
       s3bd_fail (err, S3BD_EINVAL,
-                 "hydrate-state=%s: version %" PRIu64
-                 " is not one this s3bd reads (%d); %s",
-                 h->state_path, get_le (buf + 8, 4), STATE_VERSION, remedy);
+                 "%s: version %" PRIu64 " is not one this s3bd reads (%d); %s",
+                 h->sshow, get_le (buf + 8, 4), STATE_VERSION, remedy);
       goto out;
     }
   if ((uint64_t)st.st_size < STATE_HEADER + 4)
     {
       s3bd_fail (err, S3BD_EINVAL,
-                 "hydrate-state=%s: truncated (%jd bytes): not a hydration "
+                 "%s: truncated (%jd bytes): not a hydration "
                  "state, or corrupt; %s",
-                 h->state_path, (intmax_t)st.st_size, remedy);
+                 h->sshow, (intmax_t)st.st_size, remedy);
       goto out;
     }
   if (file_pread_all (fd, buf, STATE_HEADER, 0) == -1)
     {
-      s3bd_fail (err, S3BD_EIO, "hydrate-state=%s: %s", h->state_path,
-                 strerror (errno));
+      s3bd_fail (err, S3BD_EIO, "%s: %s", h->sshow, strerror (errno));
       goto out;
     }
   if (memcmp (buf, STATE_MAGIC, 8) != 0)
     {
-      s3bd_fail (err, S3BD_EINVAL,
-                 "hydrate-state=%s: not a hydration state (bad magic); %s",
-                 h->state_path, remedy);
+      s3bd_fail (err, S3BD_EINVAL, "%s: not a hydration state (bad magic); %s",
+                 h->sshow, remedy);
       goto out;
     }
   index_digest (h->idx, digest);
   if (memcmp (buf + 16, digest, sizeof digest) != 0)
     {
       s3bd_fail (err, S3BD_EINVAL,
-                 "hydrate-state=%s was made for another image (another index "
+                 "%s was made for another image (another index "
                  "or another version of the dataset): the bytes on %s are not "
-                 "this index's; %s, or name another hydrate=",
-                 h->state_path, h->path, remedy);
+                 "this index's; %s, or name another copy",
+                 h->sshow, h->path, remedy);
       goto out;
     }
   if ((uint64_t)st.st_size != n || get_le (buf + 12, 4) != HYDRATE_UNIT_SHIFT
@@ -307,24 +304,22 @@ state_load (struct hydrate *h, struct s3bd_error *err)
       || get_le (buf + 56, 8) != h->nunits)
     {
       s3bd_fail (err, S3BD_EINVAL,
-                 "hydrate-state=%s: %jd bytes for %" PRIu64
+                 "%s: %jd bytes for %" PRIu64
                  " units, where this image needs %zu for %" PRIu64
                  " (truncated or corrupt); %s",
-                 h->state_path, (intmax_t)st.st_size, get_le (buf + 56, 8), n,
+                 h->sshow, (intmax_t)st.st_size, get_le (buf + 56, 8), n,
                  h->nunits, remedy);
       goto out;
     }
   if (file_pread_all (fd, buf, n, 0) == -1)
     {
-      s3bd_fail (err, S3BD_EIO, "hydrate-state=%s: %s", h->state_path,
-                 strerror (errno));
+      s3bd_fail (err, S3BD_EIO, "%s: %s", h->sshow, strerror (errno));
       goto out;
     }
   if ((uint32_t)crc32 (0, buf, (uInt)(n - 4)) != get_le (buf + n - 4, 4))
     {
-      s3bd_fail (err, S3BD_EINVAL,
-                 "hydrate-state=%s: checksum mismatch (corrupt); %s",
-                 h->state_path, remedy);
+      s3bd_fail (err, S3BD_EINVAL, "%s: checksum mismatch (corrupt); %s",
+                 h->sshow, remedy);
       goto out;
     }
   flags = (uint32_t)get_le (buf + 64, 4);
@@ -389,13 +384,12 @@ open_copy (struct hydrate *h, bool *created, struct s3bd_error *err)
   if (stat (h->path, &st) == -1)
     {
       if (errno != ENOENT)
-        return s3bd_fail (err, S3BD_EIO, "hydrate=%s: %s", h->path,
-                          strerror (errno));
+        return s3bd_fail (err, S3BD_EIO, "%s: %s", h->pshow, strerror (errno));
       if (access (h->state_path, F_OK) == 0)
         return s3bd_fail (err, S3BD_EINVAL,
-                          "hydrate=%s does not exist but its state %s does: "
+                          "%s does not exist but its state %s does: "
                           "remove the state to start over",
-                          h->path, h->state_path);
+                          h->pshow, h->state_path);
       *created = true;
       return 0; /* made by hydrate_new once everything else is right */
     }
@@ -406,44 +400,42 @@ open_copy (struct hydrate *h, bool *created, struct s3bd_error *err)
       h->blockdev = true;
       if (h->cfg.state_path == NULL)
         return s3bd_fail (err, S3BD_EINVAL,
-                          "hydrate=%s is a block device: name its state file "
-                          "with hydrate-state=PATH (on another file system)",
-                          h->path);
+                          "%s is a block device: name its state file "
+                          "with %s (on another file system)",
+                          h->pshow, h->cfg.state_opt);
       /* O_EXCL on a block device: EBUSY while it is mounted or held. */
       h->fd = open (h->path, O_RDWR | O_EXCL | O_CLOEXEC);
       if (h->fd == -1)
         return s3bd_fail (err, errno == EBUSY ? S3BD_EINVAL : S3BD_EIO,
-                          "hydrate=%s: %s", h->path,
+                          "%s: %s", h->pshow,
                           errno == EBUSY ? "the device is mounted or in use"
                                          : strerror (errno));
       if (ioctl (h->fd, BLKGETSIZE64, &size) == -1)
-        return s3bd_fail (err, S3BD_EIO, "hydrate=%s: size: %s", h->path,
+        return s3bd_fail (err, S3BD_EIO, "%s: size: %s", h->pshow,
                           strerror (errno));
       if (size < need)
         return s3bd_fail (err, S3BD_EINVAL,
-                          "hydrate=%s: the device holds %" PRIu64
+                          "%s: the device holds %" PRIu64
                           " bytes; the image needs %" PRIu64,
-                          h->path, size, need);
+                          h->pshow, size, need);
       return 0;
     }
   if (!S_ISREG (st.st_mode))
     return s3bd_fail (err, S3BD_EINVAL,
-                      "hydrate=%s: neither a regular file nor a block device",
-                      h->path);
+                      "%s: neither a regular file nor a block device",
+                      h->pshow);
   h->fd = open (h->path, O_RDWR | O_CLOEXEC);
   if (h->fd == -1)
-    return s3bd_fail (err, S3BD_EIO, "hydrate=%s: %s", h->path,
-                      strerror (errno));
+    return s3bd_fail (err, S3BD_EIO, "%s: %s", h->pshow, strerror (errno));
   if (flock (h->fd, LOCK_EX | LOCK_NB) == -1)
-    return s3bd_fail (err, S3BD_EINVAL,
-                      "hydrate=%s: in use by another s3bd (%s)", h->path,
-                      strerror (errno));
+    return s3bd_fail (err, S3BD_EINVAL, "%s: in use by another s3bd (%s)",
+                      h->pshow, strerror (errno));
   r = access (h->state_path, F_OK);
   if (r == -1 && st.st_size > 0)
     return s3bd_fail (err, S3BD_EINVAL,
-                      "hydrate=%s exists and has no hydration state (%s): it "
+                      "%s exists and has no hydration state (%s): it "
                       "is not a copy s3bd made; remove it or name another",
-                      h->path, h->state_path);
+                      h->pshow, h->state_path);
   /* Its size is checked once its state is known to be this image's. */
   *created = st.st_size == 0;
   return 0;
@@ -458,13 +450,12 @@ check_file_size (struct hydrate *h, struct s3bd_error *err)
   if (h->blockdev)
     return 0;
   if (fstat (h->fd, &st) == -1)
-    return s3bd_fail (err, S3BD_EIO, "hydrate=%s: %s", h->path,
-                      strerror (errno));
+    return s3bd_fail (err, S3BD_EIO, "%s: %s", h->pshow, strerror (errno));
   if ((uint64_t)st.st_size != device_size (h))
     return s3bd_fail (err, S3BD_EINVAL,
-                      "hydrate=%s holds %jd bytes where the image has %" PRIu64
+                      "%s holds %jd bytes where the image has %" PRIu64
                       " (truncated?); %s",
-                      h->path, (intmax_t)st.st_size, device_size (h), remedy);
+                      h->pshow, (intmax_t)st.st_size, device_size (h), remedy);
   return 0;
 }
 
@@ -482,12 +473,11 @@ create_copy (struct hydrate *h, struct s3bd_error *err)
     {
       h->fd = open (h->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
       if (h->fd == -1)
-        return s3bd_fail (err, S3BD_EIO, "hydrate=%s: creating it: %s", h->path,
+        return s3bd_fail (err, S3BD_EIO, "%s: creating it: %s", h->pshow,
                           strerror (errno));
       if (flock (h->fd, LOCK_EX | LOCK_NB) == -1)
-        return s3bd_fail (err, S3BD_EINVAL,
-                          "hydrate=%s: in use by another s3bd (%s)", h->path,
-                          strerror (errno));
+        return s3bd_fail (err, S3BD_EINVAL, "%s: in use by another s3bd (%s)",
+                          h->pshow, strerror (errno));
     }
   none = calloc (h->nwords ? h->nwords : 1, sizeof *none);
   if (none == NULL)
@@ -497,9 +487,8 @@ create_copy (struct hydrate *h, struct s3bd_error *err)
   if (r == -1)
     return -1;
   if (!h->blockdev && ftruncate (h->fd, (off_t)device_size (h)) == -1)
-    return s3bd_fail (err, S3BD_EIO,
-                      "hydrate=%s: sizing it to %" PRIu64 " bytes: %s", h->path,
-                      device_size (h), strerror (errno));
+    return s3bd_fail (err, S3BD_EIO, "%s: sizing it to %" PRIu64 " bytes: %s",
+                      h->pshow, device_size (h), strerror (errno));
   return 0;
 }
 
@@ -538,8 +527,20 @@ hydrate_new (const struct hydrate_config *cfg, struct hydrate **out,
     h->state_path = strdup (cfg->state_path);
   else if (asprintf (&h->state_path, "%s.s3bd-state", cfg->path) == -1)
     h->state_path = NULL;
+  if (!cfg->path_opt)
+    h->cfg.path_opt = "hydrate=";
+  if (!cfg->state_opt)
+    h->cfg.state_opt = "hydrate-state=PATH";
+  if (h->state_path
+      && (asprintf (&h->pshow, "%s%s", h->cfg.path_opt, h->path) == -1
+          || asprintf (&h->sshow, "%.*s%s",
+                       (int)strcspn (h->cfg.state_opt, "P"), h->cfg.state_opt,
+                       h->state_path)
+                 == -1))
+    h->pshow = h->sshow = NULL;
   h->unit_base = malloc ((idx->nobjects + 1) * sizeof *h->unit_base);
-  if (h->path == NULL || h->state_path == NULL || h->unit_base == NULL)
+  if (h->path == NULL || h->state_path == NULL || h->pshow == NULL
+      || h->sshow == NULL || h->unit_base == NULL)
     {
       s3bd_fail (err, S3BD_ENOMEM, "out of memory");
       goto fail;
@@ -817,12 +818,45 @@ fill_cap (struct hydrate *h)
   return cap;
 }
 
+/* fill_rate: sleeps until the fill may send len more bytes, sent so far
+ * since the fill started.  false when stopping.
+ */
+static bool
+fill_pace (struct hydrate *h, uint64_t sent, uint64_t len)
+{
+  uint64_t start = atomic_load (&h->fill_start_ms);
+
+  if (h->cfg.fill_rate == 0)
+    return true;
+  while (!atomic_load (&h->fill_stop))
+    {
+      uint64_t elapsed = s3_now_ms () - start;
+      uint64_t allowed = h->cfg.fill_rate * elapsed / 1000;
+      uint64_t wait_ms;
+      struct timespec ts;
+
+      /* A burst of one GET at the start. */
+      if (sent == 0 || sent + len <= allowed + len)
+        return true;
+      wait_ms = (sent - allowed) * 1000 / h->cfg.fill_rate + 1;
+      if (wait_ms > 100)
+        wait_ms = 100;
+      ts.tv_sec = 0;
+      ts.tv_nsec = (long)wait_ms * 1000000L;
+      nanosleep (&ts, NULL);
+    }
+  return false;
+}
+
 /* Waits for room, then sends one fill GET.  false when stopping. */
 static bool
 fill_send (struct hydrate *h, uint64_t object, uint64_t off, uint64_t len)
 {
   struct ffetch *f;
 
+  if (!fill_pace (h, h->fill_sent, len))
+    return false;
+  h->fill_sent += len;
   pthread_mutex_lock (&h->lock);
   while (!atomic_load (&h->fill_stop)
          && (h->fill_inflight >= fill_cap (h)
@@ -1349,6 +1383,8 @@ h_free (struct fetcher *base)
   free (h->unit_base);
   free (h->path);
   free (h->state_path);
+  free (h->pshow);
+  free (h->sshow);
   free (h);
 }
 
