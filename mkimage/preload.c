@@ -31,7 +31,7 @@ static const char usage[]
       "  --state PATH        what DEST holds so far (default DEST.s3bd-state;\n"
       "                      required for a block device)\n"
       "  --requests N        GETs in flight (default 32)\n"
-      "  --get-size SIZE     largest GET (default 32M)\n"
+      "  --get-size SIZE     largest GET (default 8M)\n"
       "  --budget SIZE       bytes in flight (default 512M)\n"
       "  --max-rate SIZE     bytes per second at most (default: no limit)\n"
       "  --no-check          skip the one-byte GET that checks access first\n"
@@ -164,7 +164,7 @@ main (int argc, char **argv)
   struct hydrate_stats hs;
   const char *state = NULL, *index, *dest;
   unsigned requests = 32;
-  uint64_t get_size = 32 << 20, budget = 512 << 20, rate = 0;
+  uint64_t get_size = HYDRATE_FILL_GET, budget = 512 << 20, rate = 0;
   bool check = true, quiet = false, tty, checked = false;
   double start;
   int opt, rc = 1;

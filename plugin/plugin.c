@@ -159,9 +159,14 @@ open_hydrate (struct s3bd_error *err)
   hc.fill_budget = params.serve.readahead_budget > params.serve.max_fetch
                        ? params.serve.readahead_budget
                        : params.serve.max_fetch;
-  hc.fill_get_size = params.serve.max_fetch > HYDRATE_UNIT
+  /* Many GETs of a few MiB beat fewer of max-fetch: measured in
+   * docs/benchmarks.md (bench-hydrate).
+   */
+  hc.fill_get_size = params.serve.max_fetch < HYDRATE_FILL_GET
                          ? params.serve.max_fetch
-                         : HYDRATE_UNIT;
+                         : HYDRATE_FILL_GET;
+  if (hc.fill_get_size < HYDRATE_UNIT)
+    hc.fill_get_size = HYDRATE_UNIT;
   hc.fill_rate = params.hydrate_rate;
   hc.log = plugin_log;
   hc.verbose = s3bd_debug_verbose;

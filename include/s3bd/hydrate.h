@@ -33,6 +33,8 @@
 
 #define HYDRATE_UNIT_SHIFT 18 /* 256 KiB */
 #define HYDRATE_UNIT (1ULL << HYDRATE_UNIT_SHIFT)
+/* The default largest fill GET. */
+#define HYDRATE_FILL_GET (8ULL << 20)
 
 struct hydrate_config
 {
