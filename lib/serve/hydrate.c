@@ -15,7 +15,7 @@
  *   units;
  * - the syncer, once a second: snapshot of the bitmap, fdatasync of the
  *   copy, then the snapshot into the state file (file_replace); it also
- *   notices completion;
+ *   notices completion, and drops the copy's pages from the page cache;
  * - the filler: the metadata blocks first, then every unit not present, in
  *   object order (which is device order), in runs of up to fill_get_size
  *   bytes of one object, with at most fill_requests GETs and fill_budget
@@ -743,6 +743,14 @@ syncer_main (void *arg)
       pthread_cond_timedwait (&h->sync_cond, &h->lock, &ts);
       pthread_mutex_unlock (&h->lock);
       do_sync (h);
+      /* The copy's pages are clean after the sync, and the reader's own
+       * page cache (above the device) holds what it reads: dropping them
+       * keeps the data from sitting twice in memory.  Per read, right
+       * after the pread, the kernel drops nothing (the pages are still
+       * in its per-CPU batches); once a second over the whole file, it
+       * drops them all.
+       */
+      posix_fadvise (h->fd, 0, 0, POSIX_FADV_DONTNEED);
       pthread_mutex_lock (&h->lock);
     }
   pthread_mutex_unlock (&h->lock);
