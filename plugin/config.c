@@ -26,6 +26,7 @@ struct s3bd_params params = {
     .readahead_budget = 512 << 20,
   },
   .max_requests = 64,
+  .verify_max = 1 << 20,
   .check = true,
   .hydrate_fill = true,
   .hydrate_requests = 32,
@@ -158,6 +159,8 @@ s3bd_config (const char *key, const char *value)
         }
       return 0;
     }
+  if (strcmp (key, "verify-max") == 0)
+    return size_key (key, value, 0, 1ULL << 40, &params.verify_max);
   if (strcmp (key, "max-fetch") == 0)
     return size_key (key, value, 4096, 1 << 30, &sc->max_fetch);
   if (strcmp (key, "readahead-max") == 0)
@@ -281,6 +284,8 @@ const char s3bd_config_help_text[]
       "readahead-budget=SIZE readahead bytes in flight or unread (default "
       "512M)\n"
       "max-requests=N       GETs in flight (default 64)\n"
+      "verify-max=SIZE      check whole-object GETs up to SIZE against the\n"
+      "                     ETag's MD5 (default 1M; 0: none)\n"
       "stats-file=PATH      rewrite statistics to PATH every second\n"
       "hydrate=PATH         keep every byte fetched in PATH (a file, made\n"
       "                     sparse, or a block device) and serve it from "

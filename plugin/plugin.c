@@ -196,6 +196,7 @@ s3bd_get_ready (void)
   fc.client = s3bd.client;
   fc.idx = &s3bd.idx;
   fc.max_requests = params.max_requests;
+  fc.verify_max = params.verify_max;
   fc.log = plugin_log;
   fc.verbose = s3bd_debug_verbose;
   if (params.hydrate)

@@ -24,6 +24,7 @@ struct s3bd_params
   struct s3_config s3;
   struct serve_config serve;
   unsigned max_requests; /* GETs in flight */
+  uint64_t verify_max;   /* verify-max= */
   const char *stats_file;
   bool check;                /* one signed GET before serving */
   const char *hydrate;       /* hydrate=: the local copy */

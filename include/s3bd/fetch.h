@@ -12,6 +12,7 @@
 #ifndef S3BD_FETCH_H
 #define S3BD_FETCH_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -26,6 +27,8 @@ struct fetch_stats
   uint64_t retries;
   uint64_t failures; /* fetches that ended in error */
   uint64_t bytes_in;
+  uint64_t verified;   /* whole objects checked against their ETag's MD5 */
+  uint64_t mismatches; /* of those, GETs whose bytes did not match */
 };
 
 /* One fetch: bytes [off, off + len) of object `object` into the buffers
@@ -50,6 +53,10 @@ struct fetch_req
    * and the backend will not write to them again.  n only grows.
    */
   fetch_progress_fn *progress;
+  /* A whole object: check its bytes against its ETag's MD5 whatever its
+   * size (see fetch_s3_config.verify_max).
+   */
+  bool verify;
 };
 
 static inline void
@@ -127,8 +134,14 @@ struct fetch_s3_config
    */
   const struct s3bd_index *idx;
   unsigned max_requests; /* GETs in flight */
-  s3bd_log_fn *log;      /* NULL: say nothing */
-  int verbose;           /* a debug line per GET */
+  /* A GET of a whole object of at most this many bytes whose ETag is a
+   * single-part MD5 is checked against it before its bytes are handed
+   * out, and sent again (up to 3 times) when they do not match; 0: only
+   * fetches asking for it (fetch_req.verify).
+   */
+  uint64_t verify_max;
+  s3bd_log_fn *log; /* NULL: say nothing */
+  int verbose;      /* a debug line per GET */
 };
 
 /* The fetcher is usable once started (fetcher_start runs its engine's

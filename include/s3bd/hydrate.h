@@ -102,6 +102,10 @@ struct hydrate_stats
   uint64_t fill_failures;            /* fill GETs that failed */
   uint64_t local_reads, local_bytes; /* reads served by the copy */
   uint64_t write_errors;
+  /* Objects larger than a fill GET, read back once complete and checked
+   * against their ETag's MD5; those that did not match (fetched again).
+   */
+  uint64_t verified, verify_mismatches;
   uint64_t fill_ms;  /* how long the fill has run (or ran) */
   bool fill_running; /* started and not finished */
   bool complete;

@@ -141,6 +141,13 @@ void index_free (struct s3bd_index *idx);
 void index_digest (const struct s3bd_index *idx,
                    unsigned char out[S3BD_DIGEST_LEN]);
 
+/* The MD5 that a single-part ETag is ("\"" 32 lower-case hex digits
+ * "\"", quotes optional); false for any other ETag (a multipart one ends
+ * in "-N").  An SSE-KMS or SSE-C object's single-part ETag is not the
+ * MD5 of its bytes: a caller checking bytes must allow for it.
+ */
+bool index_etag_md5 (const char *etag, unsigned char md5[16]);
+
 /* What a device block holds. */
 enum index_block_kind
 {

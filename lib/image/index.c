@@ -100,6 +100,20 @@ hexval (char c)
   return c <= '9' ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10);
 }
 
+bool
+index_etag_md5 (const char *etag, unsigned char md5[16])
+{
+  enum etag_kind kind = etag_kind (etag);
+  const char *hex = etag + (kind == ETAG_MD5_QUOTED);
+
+  if (kind == ETAG_STRING)
+    return false;
+  for (int i = 0; i < 16; i++)
+    md5[i]
+        = (unsigned char)(hexval (hex[2 * i]) << 4 | hexval (hex[2 * i + 1]));
+  return true;
+}
+
 static size_t
 shared_prefix (const char *a, const char *b)
 {

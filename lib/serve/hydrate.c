@@ -47,6 +47,8 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <openssl/evp.h>
+
 #include "common/file.h"
 #include "s3bd/hydrate.h"
 #include "s3bd/s3.h"
@@ -60,6 +62,10 @@
 #define SYNC_INTERVAL_MS 1000
 /* A demand fetch this recent throttles the fill. */
 #define DEMAND_QUIET_MS 200
+/* Passes of the fill at most: the first, and two for objects the
+ * verifier found wrong.
+ */
+#define FILL_PASSES 3
 /* The fill gives up after this many failed GETs in a row. */
 #define FILL_MAX_FAILURES 32
 
@@ -103,8 +109,21 @@ struct hydrate
   unsigned fill_failures_in_row;
   struct s3bd_error fill_last_error;
 
-  bool started, threads_started[3];
-  pthread_t writer, syncer, filler;
+  /* The verifier: objects fetched in several GETs, checked once complete
+   * against their ETag's MD5 by reading them back.
+   */
+  _Atomic uint32_t *units_done; /* per object: its units present */
+  struct vjob *vhead, *vtail;   /* under lock */
+  bool verifier_stop;           /* under lock */
+  unsigned verify_pending;      /* under lock: queued or being checked */
+  pthread_cond_t verify_cond;
+  atomic_bool *not_md5;             /* per bucket: its ETags are not MD5s */
+  unsigned char *bad_md5;           /* 16 per object, once one did not match */
+  atomic_uint_fast64_t invalidated; /* objects found wrong and cleared */
+  atomic_uint_fast64_t verified_objects, verify_mismatches;
+
+  bool started, threads_started[4];
+  pthread_t writer, syncer, filler, verifier;
   atomic_bool fill_stop;
   atomic_bool complete, broken;
   atomic_uint_fast64_t last_demand_ms;
@@ -118,6 +137,14 @@ struct hydrate
 };
 
 static const struct fetch_ops hydrate_ops;
+
+struct vjob
+{
+  struct vjob *next;
+  uint64_t object;
+};
+
+static void queue_verify (struct hydrate *h, uint64_t object);
 
 /* ---- Units ---- */
 
@@ -149,7 +176,7 @@ mark_written (struct hydrate *h, uint64_t object, uint64_t off, uint64_t len)
   uint64_t end = off + len == size
                      ? (size + HYDRATE_UNIT - 1) >> HYDRATE_UNIT_SHIFT
                      : (off + len) >> HYDRATE_UNIT_SHIFT;
-  bool changed = false;
+  uint32_t added = 0;
 
   for (uint64_t u = first; u < end; u++)
     {
@@ -161,11 +188,15 @@ mark_written (struct hydrate *h, uint64_t object, uint64_t off, uint64_t len)
             & bit))
         {
           atomic_fetch_add (&h->present_data, unit_len (h, object, u));
-          changed = true;
+          added++;
         }
     }
-  if (changed)
-    atomic_fetch_add (&h->gen, 1);
+  if (added == 0)
+    return;
+  atomic_fetch_add (&h->gen, 1);
+  if (atomic_fetch_add (&h->units_done[object], added) + added
+      == h->unit_base[object + 1] - h->unit_base[object])
+    queue_verify (h, object);
 }
 
 static uint64_t
@@ -360,7 +391,10 @@ count_present (struct hydrate *h)
   for (uint64_t o = 0; o < h->idx->nobjects; o++)
     for (uint64_t u = 0; u < h->unit_base[o + 1] - h->unit_base[o]; u++)
       if (unit_present (h, o, u))
-        sum += unit_len (h, o, u);
+        {
+          sum += unit_len (h, o, u);
+          atomic_fetch_add (&h->units_done[o], 1);
+        }
   atomic_store (&h->present_data, sum);
 }
 
@@ -522,6 +556,7 @@ hydrate_new (const struct hydrate_config *cfg, struct hydrate **out,
   pthread_cond_init (&h->writer_cond, NULL);
   pthread_cond_init (&h->fill_cond, NULL);
   pthread_cond_init (&h->sync_cond, NULL);
+  pthread_cond_init (&h->verify_cond, NULL);
   h->path = strdup (cfg->path);
   if (cfg->state_path)
     h->state_path = strdup (cfg->state_path);
@@ -559,7 +594,9 @@ hydrate_new (const struct hydrate_config *cfg, struct hydrate **out,
   h->nunits = h->unit_base[idx->nobjects];
   h->nwords = (h->nunits + 63) / 64;
   h->bits = calloc (h->nwords ? h->nwords : 1, sizeof *h->bits);
-  if (h->bits == NULL)
+  h->units_done = calloc (idx->nobjects + 1, sizeof *h->units_done);
+  h->not_md5 = calloc (idx->nbuckets + 1, sizeof *h->not_md5);
+  if (h->bits == NULL || h->units_done == NULL || h->not_md5 == NULL)
     {
       s3bd_fail (err, S3BD_ENOMEM, "out of memory");
       goto fail;
@@ -758,6 +795,152 @@ syncer_main (void *arg)
   return NULL;
 }
 
+/* ---- The verifier ----
+ *
+ * An object the fill fetches in one GET is checked by the S3 backend
+ * (fetch_req.verify).  One larger than a fill GET is checked here once
+ * all its units are in: read back from the copy, its MD5 against its
+ * ETag's.  A mismatch clears the object's units, so the next fill pass
+ * fetches it again; the same wrong digest twice means the ETag is not an
+ * MD5 of the bytes (SSE-KMS, SSE-C), and the bucket is not checked again.
+ */
+
+static void
+queue_verify (struct hydrate *h, uint64_t object)
+{
+  const struct index_object *o = &h->idx->objects[object];
+  unsigned char md5[16];
+  struct vjob *v;
+
+  if (o->size <= h->cfg.fill_get_size || !index_etag_md5 (o->etag, md5)
+      || atomic_load (&h->not_md5[o->bucket]))
+    return;
+  v = calloc (1, sizeof *v);
+  if (v == NULL)
+    return; /* unchecked, as a copy made before a crash is */
+  v->object = object;
+  pthread_mutex_lock (&h->lock);
+  if (h->vtail)
+    h->vtail->next = v;
+  else
+    h->vhead = v;
+  h->vtail = v;
+  h->verify_pending++;
+  pthread_cond_broadcast (&h->verify_cond);
+  pthread_mutex_unlock (&h->lock);
+}
+
+/* Clears the object's units: the next fill pass fetches it again. */
+static void
+invalidate (struct hydrate *h, uint64_t object)
+{
+  uint64_t n = h->unit_base[object + 1] - h->unit_base[object];
+
+  for (uint64_t u = 0; u < n; u++)
+    {
+      uint64_t k = h->unit_base[object] + u;
+      uint64_t bit = 1ULL << (k % 64);
+
+      if (atomic_fetch_and (&h->bits[k / 64], ~bit) & bit)
+        atomic_fetch_sub (&h->present_data, unit_len (h, object, u));
+    }
+  atomic_store (&h->units_done[object], 0);
+  atomic_fetch_add (&h->gen, 1);
+  atomic_fetch_add (&h->invalidated, 1);
+}
+
+static void
+verify_object (struct hydrate *h, uint64_t object, unsigned char *buf,
+               size_t bufsize)
+{
+  const struct index_object *o = &h->idx->objects[object];
+  const char *bucket = h->idx->buckets[o->bucket];
+  unsigned char want[16], got[16];
+  EVP_MD_CTX *ctx = EVP_MD_CTX_new ();
+  unsigned len = 0;
+
+  if (ctx == NULL || EVP_DigestInit_ex (ctx, EVP_md5 (), NULL) != 1)
+    abort ();
+  index_etag_md5 (o->etag, want);
+  for (uint64_t off = 0; off < o->size; off += bufsize)
+    {
+      size_t n = o->size - off < bufsize ? (size_t)(o->size - off) : bufsize;
+
+      if (file_pread_all (h->fd, buf, n, device_offset (h, object, off)) == -1)
+        {
+          s3bd_logf (h->cfg.log, S3BD_LOG_ERROR,
+                     "s3bd: hydrate: reading s3://%s/%s back from %s: %s; "
+                     "not checked",
+                     bucket, o->key, h->path, strerror (errno));
+          EVP_MD_CTX_free (ctx);
+          return;
+        }
+      EVP_DigestUpdate (ctx, buf, n);
+    }
+  EVP_DigestFinal_ex (ctx, got, &len);
+  EVP_MD_CTX_free (ctx);
+  if (memcmp (want, got, 16) == 0)
+    {
+      atomic_fetch_add (&h->verified_objects, 1);
+      return;
+    }
+  atomic_fetch_add (&h->verify_mismatches, 1);
+  if (h->bad_md5 == NULL)
+    h->bad_md5 = calloc (h->idx->nobjects, 16);
+  if (h->bad_md5 && memcmp (h->bad_md5 + 16 * object, got, 16) == 0)
+    {
+      if (!atomic_exchange (&h->not_md5[o->bucket], true))
+        s3bd_logf (h->cfg.log, S3BD_LOG_INFO,
+                   "s3bd: hydrate: s3://%s/%s: the same bytes twice, and not "
+                   "the MD5 of its ETag: this bucket's ETags are not MD5s "
+                   "(SSE-KMS or SSE-C?), its objects are not checked",
+                   bucket, o->key);
+      return;
+    }
+  if (h->bad_md5)
+    memcpy (h->bad_md5 + 16 * object, got, 16);
+  s3bd_logf (h->cfg.log, S3BD_LOG_ERROR,
+             "s3bd: hydrate: s3://%s/%s: the copy does not match the ETag's "
+             "MD5 (corrupted on the way): it is fetched again",
+             bucket, o->key);
+  invalidate (h, object);
+}
+
+static void *
+verifier_main (void *arg)
+{
+  struct hydrate *h = arg;
+  size_t bufsize = 1 << 20;
+  unsigned char *buf = malloc (bufsize);
+
+  pthread_mutex_lock (&h->lock);
+  for (;;)
+    {
+      struct vjob *v = h->vhead;
+
+      if (v == NULL)
+        {
+          if (h->verifier_stop)
+            break;
+          pthread_cond_wait (&h->verify_cond, &h->lock);
+          continue;
+        }
+      h->vhead = v->next;
+      if (h->vhead == NULL)
+        h->vtail = NULL;
+      pthread_mutex_unlock (&h->lock);
+      if (buf)
+        verify_object (h, v->object, buf, bufsize);
+      free (v);
+      pthread_mutex_lock (&h->lock);
+      h->verify_pending--;
+      pthread_cond_broadcast (&h->verify_cond);
+    }
+  pthread_mutex_unlock (&h->lock);
+  free (buf);
+  return NULL;
+}
+
 /* ---- The fill ---- */
 
 struct ffetch
@@ -923,7 +1106,8 @@ fill_send (struct hydrate *h, uint64_t object, uint64_t off, uint64_t len)
                                .len = len,
                                .iov = &f->iov,
                                .iovcnt = 1,
-                               .done = fill_fetched };
+                               .done = fill_fetched,
+                               .verify = true };
   f->job = (struct wjob){ .object = object,
                           .off = off,
                           .len = len,
@@ -997,22 +1181,19 @@ write_meta (struct hydrate *h)
   return 0;
 }
 
-static void *
-filler_main (void *arg)
+/* Sends a GET for every unit not present, in device order.  false when
+ * stopping.
+ */
+static bool
+fill_pass (struct hydrate *h, uint64_t max_units)
 {
-  struct hydrate *h = arg;
   const struct s3bd_index *idx = h->idx;
-  uint64_t max_units = h->cfg.fill_get_size >> HYDRATE_UNIT_SHIFT;
-  bool more = true;
 
-  atomic_store (&h->fill_start_ms, s3_now_ms ());
-  if (!atomic_load (&h->meta_written) && write_meta (h) == -1)
-    more = false;
-  for (uint64_t o = 0; more && h->cfg.fill && o < idx->nobjects; o++)
+  for (uint64_t o = 0; o < idx->nobjects; o++)
     {
       uint64_t n = h->unit_base[o + 1] - h->unit_base[o];
 
-      for (uint64_t u = 0; more && u < n;)
+      for (uint64_t u = 0; u < n;)
         {
           uint64_t k = 0, off, len;
 
@@ -1027,10 +1208,40 @@ filler_main (void *arg)
           len = ((u + k) << HYDRATE_UNIT_SHIFT) < idx->objects[o].size
                     ? k << HYDRATE_UNIT_SHIFT
                     : idx->objects[o].size - off;
-          more = fill_send (h, o, off, len);
+          if (!fill_send (h, o, off, len))
+            return false;
           u += k;
         }
     }
+  return true;
+}
+
+static void *
+filler_main (void *arg)
+{
+  struct hydrate *h = arg;
+  uint64_t max_units = h->cfg.fill_get_size >> HYDRATE_UNIT_SHIFT;
+  bool more = true;
+
+  atomic_store (&h->fill_start_ms, s3_now_ms ());
+  if (!atomic_load (&h->meta_written) && write_meta (h) == -1)
+    more = false;
+  /* A pass over everything; again for what the verifier cleared. */
+  for (int pass = 0; pass < FILL_PASSES && more && h->cfg.fill; pass++)
+    {
+      uint64_t before = atomic_load (&h->invalidated);
+
+      more = fill_pass (h, max_units);
+      /* Its GETs written and their objects checked. */
+      pthread_mutex_lock (&h->lock);
+      while (h->fill_inflight > 0 || h->verify_pending > 0)
+        pthread_cond_wait (
+            h->fill_inflight > 0 ? &h->fill_cond : &h->verify_cond, &h->lock);
+      pthread_mutex_unlock (&h->lock);
+      if (atomic_load (&h->invalidated) == before)
+        break;
+    }
+
   /* Wait for the GETs in flight: their writes end the fill. */
   pthread_mutex_lock (&h->lock);
   while (h->fill_inflight > 0)
@@ -1278,6 +1489,8 @@ hydrate_get_stats (struct hydrate *h, struct hydrate_stats *s)
   s->local_reads = atomic_load (&h->local_reads);
   s->local_bytes = atomic_load (&h->local_bytes);
   s->write_errors = atomic_load (&h->write_errors);
+  s->verified = atomic_load (&h->verified_objects);
+  s->verify_mismatches = atomic_load (&h->verify_mismatches);
   s->fill_running = start && !end;
   s->fill_ms = start ? (end ? end : s3_now_ms ()) - start : 0;
   s->complete = atomic_load (&h->complete);
@@ -1304,10 +1517,11 @@ hydrate_stats_line (struct hydrate *h, char *buf, size_t n)
             "; hydrate: %" PRIu64 " of %" PRIu64 " bytes (%.1f%%), fill %.1f "
             "MB/s, %s; GETs demand %" PRIu64 ", fill %" PRIu64
             " (failed %" PRIu64 "); local reads %" PRIu64 " (%" PRIu64
-            " bytes); write errors %" PRIu64,
+            " bytes); read back and checked %" PRIu64 " (mismatched %" PRIu64
+            "); write errors %" PRIu64,
             s.present_bytes, s.total_bytes, pct, rate / 1e6, eta, s.demand_gets,
             s.fill_gets, s.fill_failures, s.local_reads, s.local_bytes,
-            s.write_errors);
+            s.verified, s.verify_mismatches, s.write_errors);
 }
 
 /* ---- Fetcher ops ---- */
@@ -1316,15 +1530,16 @@ static int
 h_start (struct fetcher *base, struct s3bd_error *err)
 {
   struct hydrate *h = (struct hydrate *)base;
-  void *(*mains[3]) (void *) = { writer_main, syncer_main, filler_main };
-  pthread_t *threads[3] = { &h->writer, &h->syncer, &h->filler };
+  void *(*mains[4]) (void *)
+      = { writer_main, syncer_main, filler_main, verifier_main };
+  pthread_t *threads[4] = { &h->writer, &h->syncer, &h->filler, &h->verifier };
 
   if (h->started)
     return 0;
   if (fetcher_start (h->cfg.inner, err) == -1)
     return -1;
   h->started = true;
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; i < 4; i++)
     {
       int e = pthread_create (threads[i], NULL, mains[i], h);
 
@@ -1357,6 +1572,13 @@ h_stop (struct fetcher *base)
   pthread_mutex_unlock (&h->lock);
   if (h->threads_started[0])
     pthread_join (h->writer, NULL);
+  /* The last writes may have completed objects: check them too. */
+  pthread_mutex_lock (&h->lock);
+  h->verifier_stop = true;
+  pthread_cond_broadcast (&h->verify_cond);
+  pthread_mutex_unlock (&h->lock);
+  if (h->threads_started[3])
+    pthread_join (h->verifier, NULL);
   pthread_mutex_lock (&h->lock);
   h->sync_stop = true;
   pthread_cond_signal (&h->sync_cond);
@@ -1387,6 +1609,17 @@ h_free (struct fetcher *base)
   pthread_cond_destroy (&h->writer_cond);
   pthread_cond_destroy (&h->fill_cond);
   pthread_cond_destroy (&h->sync_cond);
+  pthread_cond_destroy (&h->verify_cond);
+  while (h->vhead)
+    {
+      struct vjob *v = h->vhead;
+
+      h->vhead = v->next;
+      free (v);
+    }
+  free (h->units_done);
+  free (h->not_md5);
+  free (h->bad_md5);
   free (h->bits);
   free (h->unit_base);
   free (h->path);

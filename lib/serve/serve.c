@@ -176,13 +176,16 @@ serve_stats_line (struct serve *s, char *buf, size_t n)
   fetcher_get_stats (s->fetcher, &fs);
   snprintf (buf, n,
             "stats: GETs %" PRIu64 " (retries %" PRIu64 ", failed %" PRIu64
-            "), %" PRIu64 " bytes fetched; cache: hits %" PRIu64
-            ", misses %" PRIu64 ", waits %" PRIu64 ", evictions %" PRIu64
-            ", %" PRIu64 " bytes held; prefetch: %" PRIu64 " chunks, %" PRIu64
+            "), %" PRIu64 " bytes fetched, %" PRIu64
+            " objects checked against their MD5 (%" PRIu64
+            " mismatched); cache: hits %" PRIu64 ", misses %" PRIu64
+            ", waits %" PRIu64 ", evictions %" PRIu64 ", %" PRIu64
+            " bytes held; prefetch: %" PRIu64 " chunks, %" PRIu64
             " used, %" PRIu64 " wasted; errors %" PRIu64,
-            fs.requests, fs.retries, fs.failures, fs.bytes_in, cs.hits,
-            cs.misses, cs.waits, cs.evictions, cs.bytes, cs.prefetched_chunks,
-            cs.prefetch_used, cs.prefetch_wasted, cs.errors);
+            fs.requests, fs.retries, fs.failures, fs.bytes_in, fs.verified,
+            fs.mismatches, cs.hits, cs.misses, cs.waits, cs.evictions, cs.bytes,
+            cs.prefetched_chunks, cs.prefetch_used, cs.prefetch_wasted,
+            cs.errors);
   if (s->cfg.hydrate)
     {
       size_t len = strlen (buf);
