@@ -6,7 +6,9 @@
  * Each fetch makes its own curl handle and keeps nothing between fetches,
  * which are rare: at creation, then near each expiry, one at a time per
  * provider (creds.c).  The token and the credentials are wiped before the
- * memory that held them is freed, and never reach an error message.
+ * memory that held them is freed, and never reach an error message.  The
+ * answers are parsed by functions that do no I/O (imds_parse_*), which
+ * the fuzzer calls directly.
  */
 #include <ctype.h>
 #include <stdbool.h>
@@ -148,69 +150,53 @@ imds_request (struct imds *m, bool put, const char *path,
   return 0;
 }
 
-/* IMDSv2: a session token for the requests that follow.  A 403, 404 or 405
- * means the service (or a proxy in front of it) does not do tokens: go on
- * without, like the AWS SDKs, and let the service answer 401 if it does
- * want one.
- */
-static int
-imds_get_token (struct imds *m, struct s3bd_error *err)
+/* ---- What the service answers: parsed here, with no I/O ---- */
+
+int
+imds_parse_token (char *body, char *token, size_t size)
 {
-  char *tok;
+  char *tok = trim (body);
   size_t i;
 
-  explicit_bzero (m->token, sizeof m->token);
-  m->have_token = false;
-  if (imds_request (m, true, IMDS_TOKEN_PATH, err) < 0)
-    return -1;
-  m->token_status = m->status;
-  if (m->status == 403 || m->status == 404 || m->status == 405)
-    return 0;
-  if (m->status != 200)
-    return s3bd_fail (err, S3BD_EPROTO, "%s%s: HTTP %ld", m->endpoint,
-                      IMDS_TOKEN_PATH, m->status);
-  tok = trim (m->body);
   for (i = 0; tok[i]; i++)
     if ((unsigned char)tok[i] <= ' ' || (unsigned char)tok[i] >= 0x7f)
       break;
-  if (i == 0 || tok[i] != '\0' || i >= sizeof m->token)
-    return s3bd_fail (err, S3BD_EPROTO, "%s%s: malformed token", m->endpoint,
-                      IMDS_TOKEN_PATH);
-  memcpy (m->token, tok, i + 1);
-  explicit_bzero (m->body, m->len);
-  m->have_token = true;
+  if (i == 0 || tok[i] != '\0' || i >= size)
+    return -1;
+  memcpy (token, tok, i + 1);
   return 0;
 }
 
-/* A GET with the token.  A 401 to a request with a token means the
- * token expired: fetch another and retry, once.
+/* Role names are [A-Za-z0-9+=,.@_-]{1,64}; anything else would change the
+ * request path.
  */
-static int
-imds_get (struct imds *m, const char *path, struct s3bd_error *err)
+static bool
+valid_role (const char *role)
 {
-  if (imds_request (m, false, path, err) < 0)
-    return -1;
-  if (m->status == 401 && m->have_token && !m->token_retried)
-    {
-      m->token_retried = true;
-      if (imds_get_token (m, err) < 0)
-        return -1;
-      if (!m->have_token)
-        m->status = 401;
-      else if (imds_request (m, false, path, err) < 0)
-        return -1;
-    }
-  if (m->status == 401)
-    {
-      if (m->have_token)
-        return s3bd_fail (err, S3BD_EAUTH,
-                          "%s%s: HTTP 401: the IMDSv2 token was refused",
-                          m->endpoint, path);
-      return s3bd_fail (err, S3BD_EAUTH,
-                        "%s%s: HTTP 401: an IMDSv2 token is required, but the "
-                        "token request returned HTTP %ld",
-                        m->endpoint, path, m->token_status);
-    }
+  size_t i;
+
+  for (i = 0; role[i]; i++)
+    if (!isalnum ((unsigned char)role[i])
+        && strchr ("+=,.@_-", role[i]) == NULL)
+      return false;
+  return i > 0 && i <= 64;
+}
+
+int
+imds_parse_role (char *body, const char *url, char *role, size_t size,
+                 struct s3bd_error *err)
+{
+  char *nl = strchr (body, '\n'), *name;
+
+  if (nl)
+    *nl = '\0';
+  name = trim (body);
+  if (*name == '\0')
+    return s3bd_fail (err, S3BD_ECREDS,
+                      "%s: no IAM role attached to the instance", url);
+  if (!valid_role (name) || strlen (name) >= size)
+    return s3bd_fail (err, S3BD_EPROTO, "%s: malformed role name", url);
+  memcpy (role, name, strlen (name) + 1);
   return 0;
 }
 
@@ -225,8 +211,8 @@ json_string (json_object *obj, const char *name)
   return json_object_get_string (v);
 }
 
-static int
-imds_parse_creds (struct imds *m, const char *url, struct s3_creds *c,
+int
+imds_parse_creds (const char *body, const char *url, struct s3_creds *c,
                   struct s3bd_error *err)
 {
   static const char *const fields[] = {
@@ -242,7 +228,7 @@ imds_parse_creds (struct imds *m, const char *url, struct s3_creds *c,
   size_t i;
   int r = -1;
 
-  obj = json_tokener_parse (m->body);
+  obj = json_tokener_parse (body);
   if (obj == NULL || !json_object_is_type (obj, json_type_object))
     {
       s3bd_fail (err, S3BD_EPROTO,
@@ -294,19 +280,65 @@ out:
   return r;
 }
 
-/* Role names are [A-Za-z0-9+=,.@_-]{1,64}; anything else would change the
- * request path.
+/* IMDSv2: a session token for the requests that follow.  A 403, 404 or 405
+ * means the service (or a proxy in front of it) does not do tokens: go on
+ * without, like the AWS SDKs, and let the service answer 401 if it does
+ * want one.
  */
-static bool
-valid_role (const char *role)
+static int
+imds_get_token (struct imds *m, struct s3bd_error *err)
 {
-  size_t i;
+  int r;
 
-  for (i = 0; role[i]; i++)
-    if (!isalnum ((unsigned char)role[i])
-        && strchr ("+=,.@_-", role[i]) == NULL)
-      return false;
-  return i > 0 && i <= 64;
+  explicit_bzero (m->token, sizeof m->token);
+  m->have_token = false;
+  if (imds_request (m, true, IMDS_TOKEN_PATH, err) < 0)
+    return -1;
+  m->token_status = m->status;
+  if (m->status == 403 || m->status == 404 || m->status == 405)
+    return 0;
+  if (m->status != 200)
+    return s3bd_fail (err, S3BD_EPROTO, "%s%s: HTTP %ld", m->endpoint,
+                      IMDS_TOKEN_PATH, m->status);
+  r = imds_parse_token (m->body, m->token, sizeof m->token);
+  explicit_bzero (m->body, m->len);
+  if (r < 0)
+    return s3bd_fail (err, S3BD_EPROTO, "%s%s: malformed token", m->endpoint,
+                      IMDS_TOKEN_PATH);
+  m->have_token = true;
+  return 0;
+}
+
+/* A GET with the token.  A 401 to a request with a token means the
+ * token expired: fetch another and retry, once.
+ */
+static int
+imds_get (struct imds *m, const char *path, struct s3bd_error *err)
+{
+  if (imds_request (m, false, path, err) < 0)
+    return -1;
+  if (m->status == 401 && m->have_token && !m->token_retried)
+    {
+      m->token_retried = true;
+      if (imds_get_token (m, err) < 0)
+        return -1;
+      if (!m->have_token)
+        m->status = 401;
+      else if (imds_request (m, false, path, err) < 0)
+        return -1;
+    }
+  if (m->status == 401)
+    {
+      if (m->have_token)
+        return s3bd_fail (err, S3BD_EAUTH,
+                          "%s%s: HTTP 401: the IMDSv2 token was refused",
+                          m->endpoint, path);
+      return s3bd_fail (err, S3BD_EAUTH,
+                        "%s%s: HTTP 401: an IMDSv2 token is required, but the "
+                        "token request returned HTTP %ld",
+                        m->endpoint, path, m->token_status);
+    }
+  return 0;
 }
 
 int
@@ -316,7 +348,7 @@ imds_fetch (const char *endpoint, unsigned timeout_s, struct s3_creds *c,
   char path[sizeof IMDS_ROLE_PATH + 64];
   char url[IMDS_ENDPOINT_SIZE + sizeof path];
   struct imds *m;
-  char *name, *nl;
+  char name[65];
   int r = -1;
 
   m = calloc (1, sizeof *m);
@@ -348,22 +380,9 @@ imds_fetch (const char *endpoint, unsigned timeout_s, struct s3_creds *c,
                  m->status);
       goto out;
     }
-  nl = strchr (m->body, '\n');
-  if (nl)
-    *nl = '\0';
-  name = trim (m->body);
-  if (*name == '\0')
-    {
-      s3bd_fail (err, S3BD_ECREDS, "%s%s: no IAM role attached to the instance",
-                 endpoint, IMDS_ROLE_PATH);
-      goto out;
-    }
-  if (!valid_role (name))
-    {
-      s3bd_fail (err, S3BD_EPROTO, "%s%s: malformed role name", endpoint,
-                 IMDS_ROLE_PATH);
-      goto out;
-    }
+  snprintf (url, sizeof url, "%s%s", endpoint, IMDS_ROLE_PATH);
+  if (imds_parse_role (m->body, url, name, sizeof name, err) < 0)
+    goto out;
   snprintf (role, role_size, "%s", name);
   snprintf (path, sizeof path, "%s%s", IMDS_ROLE_PATH, name);
   snprintf (url, sizeof url, "%s%s", endpoint, path);
@@ -376,7 +395,7 @@ imds_fetch (const char *endpoint, unsigned timeout_s, struct s3_creds *c,
                  "%s: HTTP %ld", url, m->status);
       goto out;
     }
-  r = imds_parse_creds (m, url, c, err);
+  r = imds_parse_creds (m->body, url, c, err);
 
 out:
   if (m->curl)
