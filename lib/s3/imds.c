@@ -245,10 +245,13 @@ imds_parse_creds (const char *body, const char *url, struct s3_creds *c,
   for (i = 0; i < 4; i++)
     {
       v[i] = json_string (obj, fields[i]);
-      if (v[i] == NULL)
+      /* An empty key would only be refused later, by S3, as a bad
+       * signature.
+       */
+      if (v[i] == NULL || v[i][0] == '\0')
         {
-          s3bd_fail (err, S3BD_EPROTO, "%s: credentials without %s", url,
-                     fields[i]);
+          s3bd_fail (err, S3BD_EPROTO, "%s: credentials %s %s", url,
+                     v[i] ? "with an empty" : "without", fields[i]);
           goto out;
         }
     }
