@@ -65,20 +65,16 @@ ds_reason_text (enum ds_reason r)
 
 /* ---- Path rules ---- */
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past
- * U+10FFFF.  A NUL byte is refused too: no file name can hold one.
- */
-static bool
-utf8_valid (const unsigned char *s, size_t n)
+size_t
+ds_utf8_valid_prefix (const char *str, size_t n)
 {
+  const unsigned char *s = (const unsigned char *)str;
   size_t i = 0, need, k;
   unsigned c, lo, hi;
 
   while (i < n)
     {
       c = s[i];
-      if (c == 0)
-        return false;
       if (c < 0x80)
         {
           i++;
@@ -114,17 +110,24 @@ utf8_valid (const unsigned char *s, size_t n)
           hi = 0x8f; /* else past U+10FFFF */
         }
       else
-        return false; /* a continuation byte, 0xc0, 0xc1, 0xf5.. */
+        return i; /* a continuation byte, 0xc0, 0xc1, 0xf5.. */
       if (n - i - 1 < need)
-        return false;
+        return i;
       if (s[i + 1] < lo || s[i + 1] > hi)
-        return false;
+        return i;
       for (k = 2; k <= need; k++)
         if ((s[i + k] & 0xc0) != 0x80)
-          return false;
+          return i;
       i += need + 1;
     }
-  return true;
+  return n;
+}
+
+/* A NUL byte is refused too: no file name can hold one. */
+static bool
+utf8_valid (const char *s, size_t n)
+{
+  return memchr (s, '\0', n) == NULL && ds_utf8_valid_prefix (s, n) == n;
 }
 
 enum ds_reason
@@ -149,7 +152,7 @@ ds_check_path (const char *path, size_t len)
         return DS_DOT_SEGMENT;
       if (seglen > NAME_MAX_BYTES)
         return DS_NAME_TOO_LONG;
-      if (!utf8_valid ((const unsigned char *)seg, seglen))
+      if (!utf8_valid (seg, seglen))
         return DS_BAD_UTF8;
       if (start == 0 && seglen == 10 && memcmp (seg, "lost+found", 10) == 0)
         return DS_RESERVED_NAME;

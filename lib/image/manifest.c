@@ -3,9 +3,14 @@
  * dataset_from_manifest (lib/dataset.c) turns the entries into a
  * dataset.
  *
- * Manifests are parsed with json-c.  The bucket names of an augmented
- * manifest are interned (ds_bucket_index, lib/dataset.c), so entries of
- * one bucket share their bucket string.
+ * Manifests are parsed with json-c, after a strict UTF-8 check of the
+ * text (JSON text is UTF-8, RFC 8259): json-c checks nothing by default,
+ * and its JSON_TOKENER_VALIDATE_UTF8 lets overlong forms, surrogates and
+ * code points past U+10FFFF through.  Its \u escapes always decode to
+ * valid UTF-8 (a lone surrogate to U+FFFD), so valid text gives valid
+ * strings.  The bucket names of an augmented manifest are interned
+ * (ds_bucket_index, lib/dataset.c), so entries of one bucket share their
+ * bucket string.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -157,6 +162,14 @@ manifest_parse (const char *json, size_t len, struct manifest *out,
   if (tok == NULL)
     goto nomem;
   json_tokener_set_flags (tok, JSON_TOKENER_STRICT);
+  at = ds_utf8_valid_prefix (json, len);
+  if (at < len)
+    {
+      line_col (json, at, &line, &col);
+      s3bd_fail (err, S3BD_EINVAL,
+                 "manifest: invalid UTF-8 at line %zu, column %zu", line, col);
+      goto fail;
+    }
   root = parse_json (tok, json, len, &what, &at);
   if (root == NULL)
     {
@@ -445,6 +458,14 @@ augmented_manifest_parse (const char *text, size_t len,
       lineno++;
       if (only_space (line, linelen))
         continue;
+      at = ds_utf8_valid_prefix (line, linelen);
+      if (at < linelen)
+        {
+          s3bd_fail (err, S3BD_EINVAL,
+                     "augmented manifest line %zu: invalid UTF-8 at column %zu",
+                     lineno, at + 1);
+          goto fail;
+        }
       o = parse_json (tok, line, linelen, &what, &at);
       if (o == NULL)
         {

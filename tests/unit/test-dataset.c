@@ -706,6 +706,19 @@ static const struct bad_case bad_manifests[] = {
   { "[{\"prefix\": \"s3://b/p/\"}, \"a\\u0000b\"]",
     "element 1: contains a NUL" },
   { "[{\"prefix\": \"s3://b/p/\"}, \"a\"] x", "not JSON" },
+  /* Strict UTF-8, with where: a stray byte, an overlong '/', a surrogate,
+   * past U+10FFFF, a sequence cut short.
+   */
+  { "[{\"prefix\": \"s3://b/p/\"},\n \"a\xff\"]",
+    "manifest: invalid UTF-8 at line 2, column 4" },
+  { "[{\"prefix\": \"s3://b/p/\"}, \"\xc0\xaf\"]",
+    "invalid UTF-8 at line 1, column 28" },
+  { "[{\"prefix\": \"s3://b/\xed\xa0\x80/\"}, \"a\"]",
+    "invalid UTF-8 at line 1, column 21" },
+  { "[{\"prefix\": \"s3://b/p/\"},\n\n\"\xf4\x90\x80\x80\"]",
+    "invalid UTF-8 at line 3, column 2" },
+  { "[{\"prefix\": \"s3://b/p/\"}, \"\xe2\x82\"]",
+    "invalid UTF-8 at line 1, column 28" },
   { "[{\"prefix\": \"s3://b/p/\"}, \"a\",]", "not JSON" },
 };
 
@@ -862,6 +875,10 @@ static const struct bad_case bad_augmented[] = {
   { "{\"a-ref\": \"s3://b\"}", "names a bucket" },
   { "{\"a-ref\": \"s3:///k\"}", "no bucket name" },
   { "{\"a-ref\": \"s3://b/a\\u0000b\"}", "contains a NUL" },
+  { "{\"a-ref\": \"s3://b/k\"}\n{\"a-ref\": \"s3://b/\xc3\"}",
+    "line 2: invalid UTF-8 at column 19" },
+  { "\n{\"a-\xed\xbf\xbfref\": \"s3://b/k\"}",
+    "line 2: invalid UTF-8 at column 5" },
 };
 
 static void
@@ -1062,6 +1079,39 @@ test_from_manifest_missing (void **state)
   free (found);
 }
 
+/* A 2,000-byte key: the message gives way in the key's middle and keeps
+ * its reason.
+ */
+static void
+test_from_manifest_long_key_keeps_reason (void **state)
+{
+  char *json = malloc (4096), etags[1][24];
+  struct manifest m;
+  struct s3_object *found;
+  struct dataset ds;
+  struct s3bd_error err = { 0 };
+  size_t n;
+
+  assert_non_null (json);
+  n = (size_t)snprintf (json, 4096, "[{\"prefix\": \"s3://bkt/p/\"}, \"%s",
+                        "start-");
+  memset (json + n, 'k', 2000);
+  n += 2000;
+  n += (size_t)snprintf (json + n, 4096 - n, "-end\"]");
+  assert_int_equal (manifest_parse (json, n, &m, &err), 0);
+  found = found_all (&m, etags);
+  found[0].key = NULL;
+  assert_int_equal (dataset_from_manifest (&ds, &m, found, &err), -1);
+  assert_int_equal (err.code, S3BD_ENOKEY);
+  assert_true (strncmp (err.msg, "manifest entry 1: s3://bkt/p/start-kkk", 38)
+               == 0);
+  assert_msg (&err, " bytes...]");
+  assert_string_equal (err.msg + strlen (err.msg) - 18, "k-end: no such key");
+  manifest_free (&m);
+  free (found);
+  free (json);
+}
+
 /* ---- Sharding ---- */
 
 static void
@@ -1219,6 +1269,7 @@ main (void)
     cmocka_unit_test (test_from_manifest_marker_with_data),
     cmocka_unit_test (test_from_augmented_buckets),
     cmocka_unit_test (test_from_manifest_missing),
+    cmocka_unit_test (test_from_manifest_long_key_keeps_reason),
     cmocka_unit_test (test_shard),
     cmocka_unit_test (test_million),
   };
