@@ -44,6 +44,8 @@
 #include "s3bd/dataset.h"
 
 #define NAME_MAX_BYTES 255
+/* S3's limit on a key; S3 lists none longer, but a saved listing can. */
+#define KEY_MAX_BYTES 1024
 
 const char *
 ds_reason_text (enum ds_reason r)
@@ -59,6 +61,7 @@ ds_reason_text (enum ds_reason r)
     case DS_DUPLICATE_PATH: return "duplicate path";
     case DS_RESERVED_NAME: return "reserved name (lost+found)";
     case DS_OTHER_SHARD: return "kept by another shard";
+    case DS_KEY_TOO_LONG: return "key longer than 1024 bytes";
     }
   return "unknown reason";
 }
@@ -570,6 +573,11 @@ dataset_from_listing (struct dataset *ds, const char *bucket,
           goto fail;
         }
       keylen = strlen (key);
+      if (keylen > KEY_MAX_BYTES)
+        {
+          b.why[i] = DS_KEY_TOO_LONG;
+          continue;
+        }
       if (keylen == dirlen)
         {
           /* The root marker: the root exists anyway. */

@@ -113,7 +113,7 @@ test_reason_text (void **state)
   enum ds_reason r;
   const char *t;
 
-  for (r = DS_EMPTY_SEGMENT; r <= DS_OTHER_SHARD; r++)
+  for (r = DS_EMPTY_SEGMENT; r <= DS_KEY_TOO_LONG; r++)
     {
       t = ds_reason_text (r);
       assert_non_null (t);
@@ -125,6 +125,8 @@ test_reason_text (void **state)
   assert_string_equal (ds_reason_text (DS_NAME_TOO_LONG),
                        "name longer than 255 bytes");
   assert_string_equal (ds_reason_text (DS_BAD_UTF8), "invalid UTF-8");
+  assert_string_equal (ds_reason_text (DS_KEY_TOO_LONG),
+                       "key longer than 1024 bytes");
   assert_string_equal (ds_reason_text (DS_MARKER_WITH_DATA),
                        "directory marker with data");
   assert_string_equal (ds_reason_text (DS_FILE_DIR_COLLISION),
@@ -411,7 +413,7 @@ test_listing_not_under_prefix (void **state)
 static void
 test_listing_invalid_paths (void **state)
 {
-  char long_key[300], too_long_key[300];
+  char long_key[300], too_long_key[300], key_1024[1100], key_1025[1100];
   const char *keys[] = {
     "p//a", /* leading '/' */
     "p/a//b",
@@ -430,6 +432,8 @@ test_listing_invalid_paths (void **state)
     "p//",   /* marker of "" */
     "p/good",
     "p/sub/lost+found",
+    key_1024,
+    key_1025,
     NULL,
   };
   const struct left left[] = {
@@ -447,6 +451,7 @@ test_listing_invalid_paths (void **state)
     { "p/lost+found", DS_RESERVED_NAME },
     { "p/x//", DS_EMPTY_SEGMENT },
     { "p//", DS_EMPTY_SEGMENT },
+    { key_1025, DS_KEY_TOO_LONG },
     { NULL, 0 },
   };
   struct s3_listing l;
@@ -459,13 +464,24 @@ test_listing_invalid_paths (void **state)
   memcpy (too_long_key, "p/d/", 4);
   memset (too_long_key + 4, 'n', 256);
   too_long_key[260] = '\0';
+  /* S3's limit on a key, 1024 bytes, and one past it (a saved listing
+   * can hold anything).
+   */
+  memcpy (key_1024, "p/k/", 4);
+  for (int i = 4; i < 1024; i++)
+    key_1024[i] = (i % 200 == 0) ? '/' : 'k';
+  key_1024[1024] = '\0';
+  memcpy (key_1025, key_1024, 1024);
+  key_1025[1024] = 'x';
+  key_1025[1025] = '\0';
 
   listing_of (&l, keys);
   assert_int_equal (dataset_from_listing (&ds, "b", "p/", &l, &err), 0);
-  assert_int_equal (ds.nfiles, 3);
+  assert_int_equal (ds.nfiles, 4);
   assert_string_equal (ds.files[0].path, "good");
-  assert_string_equal (ds.files[1].path, long_key + 2);
-  assert_string_equal (ds.files[2].path, "sub/lost+found");
+  assert_string_equal (ds.files[1].path, key_1024 + 2);
+  assert_string_equal (ds.files[2].path, long_key + 2);
+  assert_string_equal (ds.files[3].path, "sub/lost+found");
   assert_left (&ds, left);
   dataset_free (&ds);
   s3_listing_free (&l);
