@@ -61,14 +61,15 @@ only_space (const char *s, size_t n)
   return true;
 }
 
-/* Parses text[0..len) as one JSON value and nothing else but white space.
- * On failure returns NULL, with *what a description and *at the byte
- * offset where parsing stopped.  json-c takes an int length: longer text
- * goes in pieces.
+/* Parses text[0..len) as one JSON value and nothing else but white space,
+ * into *out (NULL for JSON's null: json-c has no object for it).  On
+ * failure returns -1, with *what a description and *at the byte offset
+ * where parsing stopped.  json-c takes an int length: longer text goes in
+ * pieces.
  */
-static struct json_object *
+static int
 parse_json (struct json_tokener *tok, const char *text, size_t len,
-            const char **what, size_t *at)
+            struct json_object **out, const char **what, size_t *at)
 {
   enum json_tokener_error jerr = json_tokener_continue;
   struct json_object *o = NULL;
@@ -95,25 +96,27 @@ parse_json (struct json_tokener *tok, const char *text, size_t len,
         {
           *what = json_tokener_error_desc (jerr);
           *at = len;
-          return NULL;
+          return -1;
         }
-      return o;
+      *out = o;
+      return 0;
     }
   end = off + json_tokener_get_parse_end (tok);
   if (jerr != json_tokener_success)
     {
       *what = json_tokener_error_desc (jerr);
       *at = end;
-      return NULL;
+      return -1;
     }
   if (!only_space (text + end, len - end))
     {
       json_object_put (o);
       *what = "unexpected data after the JSON value";
       *at = end;
-      return NULL;
+      return -1;
     }
-  return o;
+  *out = o;
+  return 0;
 }
 
 /* Line and column (1-based) of byte offset at. */
@@ -170,8 +173,7 @@ manifest_parse (const char *json, size_t len, struct manifest *out,
                  "manifest: invalid UTF-8 at line %zu, column %zu", line, col);
       goto fail;
     }
-  root = parse_json (tok, json, len, &what, &at);
-  if (root == NULL)
+  if (parse_json (tok, json, len, &root, &what, &at) == -1)
     {
       line_col (json, at, &line, &col);
       s3bd_fail (err, S3BD_EINVAL,
@@ -466,8 +468,7 @@ augmented_manifest_parse (const char *text, size_t len,
                      lineno, at + 1);
           goto fail;
         }
-      o = parse_json (tok, line, linelen, &what, &at);
-      if (o == NULL)
+      if (parse_json (tok, line, linelen, &o, &what, &at) == -1)
         {
           s3bd_fail (err, S3BD_EINVAL,
                      "augmented manifest line %zu: not JSON: %s at column %zu",

@@ -722,6 +722,13 @@ static const struct bad_case bad_manifests[] = {
   { "[{\"prefix\": \"s3://b/p/\"}, \"a\\u0000b\"]",
     "element 1: contains a NUL" },
   { "[{\"prefix\": \"s3://b/p/\"}, \"a\"] x", "not JSON" },
+  /* JSON's null has no json-c object: found by tests/fuzz/fuzz-manifest.c,
+   * it read past the text for a position it never had.
+   */
+  { "\t\n\t\n\t null\t\n\t\n\t",
+    "manifest: expected a JSON array, found null" },
+  { "null", "expected a JSON array, found null" },
+  { "[null]", "element 0: expected" },
   /* Strict UTF-8, with where: a stray byte, an overlong '/', a surrogate,
    * past U+10FFFF, a sequence cut short.
    */
@@ -891,6 +898,10 @@ static const struct bad_case bad_augmented[] = {
   { "{\"a-ref\": \"s3://b\"}", "names a bucket" },
   { "{\"a-ref\": \"s3:///k\"}", "no bucket name" },
   { "{\"a-ref\": \"s3://b/a\\u0000b\"}", "contains a NUL" },
+  /* null (found by the fuzzer, as for manifests) */
+  { "null", "line 1: expected a JSON object, found null" },
+  { "{\"a-ref\": \"s3://b/k\"}\n\t null\t\n",
+    "line 2: expected a JSON object, found null" },
   { "{\"a-ref\": \"s3://b/k\"}\n{\"a-ref\": \"s3://b/\xc3\"}",
     "line 2: invalid UTF-8 at column 19" },
   { "\n{\"a-\xed\xbf\xbfref\": \"s3://b/k\"}",
