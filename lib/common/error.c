@@ -57,6 +57,9 @@ set_msg (struct s3bd_error *err, const char *s, size_t n)
  * than the buffer (without memory, the end is cut instead).  The
  * arguments may point into err->msg.
  */
+static void format_msg (struct s3bd_error *err, const char *fmt, va_list ap)
+    __attribute__ ((format (printf, 2, 0)));
+
 static void
 format_msg (struct s3bd_error *err, const char *fmt, va_list ap)
 {
