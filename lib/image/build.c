@@ -515,8 +515,9 @@ index_leftouts (const struct dataset *ds, struct index_leftout *left,
       key = ds->left[i].key;
       if (strlen (key) > MAX_KEY)
         {
+          /* A UTF-8 sequence is at most 4 bytes: look no further back. */
           n = MAX_KEY;
-          while (n > 1 && ((unsigned char)key[n] & 0xc0) == 0x80)
+          while (n > MAX_KEY - 3 && ((unsigned char)key[n] & 0xc0) == 0x80)
             n--;
           memcpy (c + k * (MAX_KEY + 1), key, n);
           key = c + k++ * (MAX_KEY + 1);
