@@ -19,7 +19,9 @@
  *    marker "a/"): the directory wins, the file is left out
  *    (DS_FILE_DIR_COLLISION); the directories are the markers and every
  *    parent of a file or marker;
- *  - the same path twice (manifests): the first wins.
+ *  - the same path twice (manifests): the first wins;
+ *  - a key over S3's limit of 1024 bytes (only a saved listing can hold
+ *    one) is left out (DS_KEY_TOO_LONG).
  * Nothing is dropped silently: every left-out key is in `left`.  The same
  * input gives the same dataset, whatever the order of a listing.
  */
@@ -44,6 +46,8 @@ enum ds_reason
   DS_DUPLICATE_PATH,     /* the same path came twice */
   DS_RESERVED_NAME,      /* "lost+found" at the top */
   DS_OTHER_SHARD,        /* kept by another --shard (not recorded) */
+  DS_KEY_TOO_LONG,       /* over S3's 1024 bytes (a saved listing); the
+                            index records its first 1024 bytes */
 };
 
 /* "empty path segment", ... */

@@ -23,6 +23,8 @@
 #include "s3bd/ext4.h"
 #include "s3bd/index.h"
 
+#include "indexint.h"
+
 #define MAX_ATTRS 64
 #define EXT4_LABEL_MAX 16 /* ext4_params.label, not NUL-terminated */
 _Static_assert(sizeof ((struct ext4_params *)0)->label == EXT4_LABEL_MAX,
@@ -212,6 +214,12 @@ read_listing_file (const char *path, const char *prefix, struct s3_listing *l,
         {
           ret = s3bd_fail (err, S3BD_EINVAL, "%s line %lu: bad mtime", path,
                            lineno);
+          break;
+        }
+      if (strlen (t1 + 1) > MAX_ETAG)
+        {
+          ret = s3bd_fail (err, S3BD_EINVAL, "%s line %lu: ETag over %d bytes",
+                           path, lineno, MAX_ETAG);
           break;
         }
       if (strncmp (t3 + 1, prefix, strlen (prefix)) != 0)
@@ -485,6 +493,41 @@ meta_runs (const struct ext4_image *img, struct index_meta_run **runs,
   return 0;
 }
 
+/* The left-out keys as the index holds them, into left[]: a key longer
+ * than an index key may be (DS_KEY_TOO_LONG) keeps its first MAX_KEY
+ * bytes, cut back to a whole UTF-8 character, in *cuts (to free).
+ */
+static int
+index_leftouts (const struct dataset *ds, struct index_leftout *left,
+                char **cuts)
+{
+  size_t nlong = 0, k = 0, n;
+  const char *key;
+  char *c;
+
+  for (size_t i = 0; i < ds->nleft; i++)
+    nlong += strlen (ds->left[i].key) > MAX_KEY;
+  *cuts = c = nlong ? calloc (nlong, MAX_KEY + 1) : NULL;
+  if (nlong && c == NULL)
+    return -1;
+  for (size_t i = 0; i < ds->nleft; i++)
+    {
+      key = ds->left[i].key;
+      if (strlen (key) > MAX_KEY)
+        {
+          /* A UTF-8 sequence is at most 4 bytes: look no further back. */
+          n = MAX_KEY;
+          while (n > MAX_KEY - 3 && ((unsigned char)key[n] & 0xc0) == 0x80)
+            n--;
+          memcpy (c + k * (MAX_KEY + 1), key, n);
+          key = c + k++ * (MAX_KEY + 1);
+        }
+      left[i] = (struct index_leftout){ key, ds->left[i].bucket,
+                                        ds->left[i].reason };
+    }
+  return 0;
+}
+
 /* The dataset -> the ext4 image -> the encoded index, in out. */
 static int
 encode_dataset (const struct build_opts *o, const char *source,
@@ -500,6 +543,7 @@ encode_dataset (const struct build_opts *o, const char *source,
   struct s3bd_index idx = { 0 };
   struct index_object *objs = NULL;
   struct index_leftout *left = NULL;
+  char *cuts = NULL;
   bool sharded = o->shard_count > 1;
   int ret = -1;
 
@@ -537,9 +581,11 @@ encode_dataset (const struct build_opts *o, const char *source,
                                    files[i].first_block };
       out->bytes += ds->files[i].size;
     }
-  for (size_t i = 0; i < ds->nleft; i++)
-    left[i] = (struct index_leftout){ ds->left[i].key, ds->left[i].bucket,
-                                      ds->left[i].reason };
+  if (index_leftouts (ds, left, &cuts) == -1)
+    {
+      s3bd_fail (err, S3BD_ENOMEM, "out of memory");
+      goto out;
+    }
   idx.block_size = EXT4_BLOCK_SIZE;
   idx.device_blocks = img.blocks_count;
   idx.data_start = img.data_start;
@@ -572,6 +618,7 @@ out:
   free (idx.runs);
   free (objs);
   free (left);
+  free (cuts);
   free (files);
   ext4_image_free (&img);
   return ret;

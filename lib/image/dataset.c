@@ -44,6 +44,8 @@
 #include "s3bd/dataset.h"
 
 #define NAME_MAX_BYTES 255
+/* S3's limit on a key; S3 lists none longer, but a saved listing can. */
+#define KEY_MAX_BYTES 1024
 
 const char *
 ds_reason_text (enum ds_reason r)
@@ -59,26 +61,23 @@ ds_reason_text (enum ds_reason r)
     case DS_DUPLICATE_PATH: return "duplicate path";
     case DS_RESERVED_NAME: return "reserved name (lost+found)";
     case DS_OTHER_SHARD: return "kept by another shard";
+    case DS_KEY_TOO_LONG: return "key longer than 1024 bytes";
     }
   return "unknown reason";
 }
 
 /* ---- Path rules ---- */
 
-/* Strict UTF-8 (RFC 3629): no overlong forms, no surrogates, nothing past
- * U+10FFFF.  A NUL byte is refused too: no file name can hold one.
- */
-static bool
-utf8_valid (const unsigned char *s, size_t n)
+size_t
+ds_utf8_valid_prefix (const char *str, size_t n)
 {
+  const unsigned char *s = (const unsigned char *)str;
   size_t i = 0, need, k;
   unsigned c, lo, hi;
 
   while (i < n)
     {
       c = s[i];
-      if (c == 0)
-        return false;
       if (c < 0x80)
         {
           i++;
@@ -114,17 +113,24 @@ utf8_valid (const unsigned char *s, size_t n)
           hi = 0x8f; /* else past U+10FFFF */
         }
       else
-        return false; /* a continuation byte, 0xc0, 0xc1, 0xf5.. */
+        return i; /* a continuation byte, 0xc0, 0xc1, 0xf5.. */
       if (n - i - 1 < need)
-        return false;
+        return i;
       if (s[i + 1] < lo || s[i + 1] > hi)
-        return false;
+        return i;
       for (k = 2; k <= need; k++)
         if ((s[i + k] & 0xc0) != 0x80)
-          return false;
+          return i;
       i += need + 1;
     }
-  return true;
+  return n;
+}
+
+/* A NUL byte is refused too: no file name can hold one. */
+static bool
+utf8_valid (const char *s, size_t n)
+{
+  return memchr (s, '\0', n) == NULL && ds_utf8_valid_prefix (s, n) == n;
 }
 
 enum ds_reason
@@ -149,7 +155,7 @@ ds_check_path (const char *path, size_t len)
         return DS_DOT_SEGMENT;
       if (seglen > NAME_MAX_BYTES)
         return DS_NAME_TOO_LONG;
-      if (!utf8_valid ((const unsigned char *)seg, seglen))
+      if (!utf8_valid (seg, seglen))
         return DS_BAD_UTF8;
       if (start == 0 && seglen == 10 && memcmp (seg, "lost+found", 10) == 0)
         return DS_RESERVED_NAME;
@@ -567,6 +573,11 @@ dataset_from_listing (struct dataset *ds, const char *bucket,
           goto fail;
         }
       keylen = strlen (key);
+      if (keylen > KEY_MAX_BYTES)
+        {
+          b.why[i] = DS_KEY_TOO_LONG;
+          continue;
+        }
       if (keylen == dirlen)
         {
           /* The root marker: the root exists anyway. */

@@ -1,5 +1,5 @@
 /* s3bd: what dataset.c (building datasets) and manifest.c (parsing
- * manifests) share: the interned bucket names.
+ * manifests) share: the interned bucket names, the UTF-8 check.
  * Private to lib/.
  */
 #ifndef S3BD_DATASETINT_H
@@ -32,5 +32,11 @@ int ds_bucket_index (struct buckets *b, struct s3_arena *a, const char *name,
 
 /* Frees the list and the map, not the names (they are in the arena). */
 void ds_buckets_free (struct buckets *b);
+
+/* How many leading bytes of s[0..n) are strict UTF-8 (RFC 3629: no
+ * overlong forms, no surrogates, nothing past U+10FFFF; NUL counts as
+ * valid here): n when all are.
+ */
+size_t ds_utf8_valid_prefix (const char *s, size_t n);
 
 #endif

@@ -3,9 +3,14 @@
  * dataset_from_manifest (lib/dataset.c) turns the entries into a
  * dataset.
  *
- * Manifests are parsed with json-c.  The bucket names of an augmented
- * manifest are interned (ds_bucket_index, lib/dataset.c), so entries of
- * one bucket share their bucket string.
+ * Manifests are parsed with json-c, after a strict UTF-8 check of the
+ * text (JSON text is UTF-8, RFC 8259): json-c checks nothing by default,
+ * and its JSON_TOKENER_VALIDATE_UTF8 lets overlong forms, surrogates and
+ * code points past U+10FFFF through.  Its \u escapes always decode to
+ * valid UTF-8 (a lone surrogate to U+FFFD), so valid text gives valid
+ * strings.  The bucket names of an augmented manifest are interned
+ * (ds_bucket_index, lib/dataset.c), so entries of one bucket share their
+ * bucket string.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -56,14 +61,15 @@ only_space (const char *s, size_t n)
   return true;
 }
 
-/* Parses text[0..len) as one JSON value and nothing else but white space.
- * On failure returns NULL, with *what a description and *at the byte
- * offset where parsing stopped.  json-c takes an int length: longer text
- * goes in pieces.
+/* Parses text[0..len) as one JSON value and nothing else but white space,
+ * into *out (NULL for JSON's null: json-c has no object for it).  On
+ * failure returns -1, with *what a description and *at the byte offset
+ * where parsing stopped.  json-c takes an int length: longer text goes in
+ * pieces.
  */
-static struct json_object *
+static int
 parse_json (struct json_tokener *tok, const char *text, size_t len,
-            const char **what, size_t *at)
+            struct json_object **out, const char **what, size_t *at)
 {
   enum json_tokener_error jerr = json_tokener_continue;
   struct json_object *o = NULL;
@@ -90,25 +96,27 @@ parse_json (struct json_tokener *tok, const char *text, size_t len,
         {
           *what = json_tokener_error_desc (jerr);
           *at = len;
-          return NULL;
+          return -1;
         }
-      return o;
+      *out = o;
+      return 0;
     }
   end = off + json_tokener_get_parse_end (tok);
   if (jerr != json_tokener_success)
     {
       *what = json_tokener_error_desc (jerr);
       *at = end;
-      return NULL;
+      return -1;
     }
   if (!only_space (text + end, len - end))
     {
       json_object_put (o);
       *what = "unexpected data after the JSON value";
       *at = end;
-      return NULL;
+      return -1;
     }
-  return o;
+  *out = o;
+  return 0;
 }
 
 /* Line and column (1-based) of byte offset at. */
@@ -157,8 +165,15 @@ manifest_parse (const char *json, size_t len, struct manifest *out,
   if (tok == NULL)
     goto nomem;
   json_tokener_set_flags (tok, JSON_TOKENER_STRICT);
-  root = parse_json (tok, json, len, &what, &at);
-  if (root == NULL)
+  at = ds_utf8_valid_prefix (json, len);
+  if (at < len)
+    {
+      line_col (json, at, &line, &col);
+      s3bd_fail (err, S3BD_EINVAL,
+                 "manifest: invalid UTF-8 at line %zu, column %zu", line, col);
+      goto fail;
+    }
+  if (parse_json (tok, json, len, &root, &what, &at) == -1)
     {
       line_col (json, at, &line, &col);
       s3bd_fail (err, S3BD_EINVAL,
@@ -445,8 +460,15 @@ augmented_manifest_parse (const char *text, size_t len,
       lineno++;
       if (only_space (line, linelen))
         continue;
-      o = parse_json (tok, line, linelen, &what, &at);
-      if (o == NULL)
+      at = ds_utf8_valid_prefix (line, linelen);
+      if (at < linelen)
+        {
+          s3bd_fail (err, S3BD_EINVAL,
+                     "augmented manifest line %zu: invalid UTF-8 at column %zu",
+                     lineno, at + 1);
+          goto fail;
+        }
+      if (parse_json (tok, line, linelen, &o, &what, &at) == -1)
         {
           s3bd_fail (err, S3BD_EINVAL,
                      "augmented manifest line %zu: not JSON: %s at column %zu",

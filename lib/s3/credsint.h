@@ -90,6 +90,16 @@ struct profile_scan
  */
 int profile_scan_file (const char *path, struct profile_scan *ps,
                        struct s3bd_error *err);
+/* The same for the text of a file (filename names it in err). */
+int profile_scan_text (const char *text, size_t len, const char *filename,
+                       struct profile_scan *ps, struct s3bd_error *err);
+/* aws_config_lookup's work on the text of a config file: the last value
+ * of name in profile's section (malloc'd, a secret to wipe), or NULL
+ * when it is not there or on error (err set; it is not cleared first).
+ */
+char *config_lookup_text (const char *text, size_t len, const char *filename,
+                          const char *profile, const char *name,
+                          struct s3bd_error *err);
 void profile_scan_free (struct profile_scan *ps);
 
 /* ---- imds.c: instance metadata ---- */
@@ -99,5 +109,19 @@ void profile_scan_free (struct profile_scan *ps);
  */
 int imds_fetch (const char *endpoint, unsigned timeout_s, struct s3_creds *c,
                 char *role, size_t role_size, struct s3bd_error *err);
+
+/* The three answers, parsed with no I/O (so tests/fuzz/fuzz-imds.c can
+ * reach them).  imds_parse_token: the trimmed body, printable ASCII with
+ * no space, into token[size]; -1 (nothing set) when it is not one.
+ * imds_parse_role: the first line of body (changed in place), a role
+ * name, into role[size]; url names the request in err.  imds_parse_creds:
+ * the role's credentials JSON into *c with its expiration.  All return 0,
+ * or -1.
+ */
+int imds_parse_token (char *body, char *token, size_t size);
+int imds_parse_role (char *body, const char *url, char *role, size_t size,
+                     struct s3bd_error *err);
+int imds_parse_creds (const char *body, const char *url, struct s3_creds *c,
+                      struct s3bd_error *err);
 
 #endif

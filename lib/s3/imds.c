@@ -6,7 +6,9 @@
  * Each fetch makes its own curl handle and keeps nothing between fetches,
  * which are rare: at creation, then near each expiry, one at a time per
  * provider (creds.c).  The token and the credentials are wiped before the
- * memory that held them is freed, and never reach an error message.
+ * memory that held them is freed, and never reach an error message.  The
+ * answers are parsed by functions that do no I/O (imds_parse_*), which
+ * the fuzzer calls directly.
  */
 #include <ctype.h>
 #include <stdbool.h>
@@ -148,6 +150,139 @@ imds_request (struct imds *m, bool put, const char *path,
   return 0;
 }
 
+/* ---- What the service answers: parsed here, with no I/O ---- */
+
+int
+imds_parse_token (char *body, char *token, size_t size)
+{
+  char *tok = trim (body);
+  size_t i;
+
+  for (i = 0; tok[i]; i++)
+    if ((unsigned char)tok[i] <= ' ' || (unsigned char)tok[i] >= 0x7f)
+      break;
+  if (i == 0 || tok[i] != '\0' || i >= size)
+    return -1;
+  memcpy (token, tok, i + 1);
+  return 0;
+}
+
+/* Role names are [A-Za-z0-9+=,.@_-]{1,64}; anything else would change the
+ * request path.
+ */
+static bool
+valid_role (const char *role)
+{
+  size_t i;
+
+  for (i = 0; role[i]; i++)
+    if (!isalnum ((unsigned char)role[i])
+        && strchr ("+=,.@_-", role[i]) == NULL)
+      return false;
+  return i > 0 && i <= 64;
+}
+
+int
+imds_parse_role (char *body, const char *url, char *role, size_t size,
+                 struct s3bd_error *err)
+{
+  char *nl = strchr (body, '\n'), *name;
+
+  if (nl)
+    *nl = '\0';
+  name = trim (body);
+  if (*name == '\0')
+    return s3bd_fail (err, S3BD_ECREDS,
+                      "%s: no IAM role attached to the instance", url);
+  if (!valid_role (name) || strlen (name) >= size)
+    return s3bd_fail (err, S3BD_EPROTO, "%s: malformed role name", url);
+  memcpy (role, name, strlen (name) + 1);
+  return 0;
+}
+
+static const char *
+json_string (json_object *obj, const char *name)
+{
+  json_object *v;
+
+  if (!json_object_object_get_ex (obj, name, &v)
+      || !json_object_is_type (v, json_type_string))
+    return NULL;
+  return json_object_get_string (v);
+}
+
+int
+imds_parse_creds (const char *body, const char *url, struct s3_creds *c,
+                  struct s3bd_error *err)
+{
+  static const char *const fields[] = {
+    "AccessKeyId",
+    "SecretAccessKey",
+    "Token",
+    "Expiration",
+  };
+  const char *v[4];
+  const char *code;
+  json_object *obj;
+  int64_t expiration;
+  size_t i;
+  int r = -1;
+
+  obj = json_tokener_parse (body);
+  if (obj == NULL || !json_object_is_type (obj, json_type_object))
+    {
+      s3bd_fail (err, S3BD_EPROTO,
+                 "%s: malformed credentials (not a JSON object)", url);
+      goto out;
+    }
+  code = json_string (obj, "Code");
+  if (code && strcmp (code, "Success") != 0)
+    {
+      s3bd_fail (err, S3BD_ECREDS, "%s: Code is \"%.64s\", not \"Success\"",
+                 url, code);
+      goto out;
+    }
+  for (i = 0; i < 4; i++)
+    {
+      v[i] = json_string (obj, fields[i]);
+      /* An empty key would only be refused later, by S3, as a bad
+       * signature.
+       */
+      if (v[i] == NULL || v[i][0] == '\0')
+        {
+          s3bd_fail (err, S3BD_EPROTO, "%s: credentials %s %s", url,
+                     v[i] ? "with an empty" : "without", fields[i]);
+          goto out;
+        }
+    }
+  if (parse_iso8601 (v[3], &expiration, NULL) < 0)
+    {
+      s3bd_fail (err, S3BD_EPROTO, "%s: malformed Expiration", url);
+      goto out;
+    }
+  if (set_creds (c, v[0], v[1], v[2], url, err) < 0)
+    goto out;
+  c->expiration = expiration;
+  r = 0;
+
+out:
+  if (obj)
+    {
+      /* json-c's strings hold the secret: wipe what we can reach. */
+      for (i = 0; i < 3; i++)
+        {
+          json_object *s;
+
+          if (json_object_object_get_ex (obj, fields[i], &s)
+              && json_object_is_type (s, json_type_string))
+            explicit_bzero ((char *)json_object_get_string (s),
+                            (size_t)json_object_get_string_len (s));
+        }
+      json_object_put (obj);
+    }
+  return r;
+}
+
 /* IMDSv2: a session token for the requests that follow.  A 403, 404 or 405
  * means the service (or a proxy in front of it) does not do tokens: go on
  * without, like the AWS SDKs, and let the service answer 401 if it does
@@ -156,8 +291,7 @@ imds_request (struct imds *m, bool put, const char *path,
 static int
 imds_get_token (struct imds *m, struct s3bd_error *err)
 {
-  char *tok;
-  size_t i;
+  int r;
 
   explicit_bzero (m->token, sizeof m->token);
   m->have_token = false;
@@ -169,15 +303,11 @@ imds_get_token (struct imds *m, struct s3bd_error *err)
   if (m->status != 200)
     return s3bd_fail (err, S3BD_EPROTO, "%s%s: HTTP %ld", m->endpoint,
                       IMDS_TOKEN_PATH, m->status);
-  tok = trim (m->body);
-  for (i = 0; tok[i]; i++)
-    if ((unsigned char)tok[i] <= ' ' || (unsigned char)tok[i] >= 0x7f)
-      break;
-  if (i == 0 || tok[i] != '\0' || i >= sizeof m->token)
+  r = imds_parse_token (m->body, m->token, sizeof m->token);
+  explicit_bzero (m->body, m->len);
+  if (r < 0)
     return s3bd_fail (err, S3BD_EPROTO, "%s%s: malformed token", m->endpoint,
                       IMDS_TOKEN_PATH);
-  memcpy (m->token, tok, i + 1);
-  explicit_bzero (m->body, m->len);
   m->have_token = true;
   return 0;
 }
@@ -214,101 +344,6 @@ imds_get (struct imds *m, const char *path, struct s3bd_error *err)
   return 0;
 }
 
-static const char *
-json_string (json_object *obj, const char *name)
-{
-  json_object *v;
-
-  if (!json_object_object_get_ex (obj, name, &v)
-      || !json_object_is_type (v, json_type_string))
-    return NULL;
-  return json_object_get_string (v);
-}
-
-static int
-imds_parse_creds (struct imds *m, const char *url, struct s3_creds *c,
-                  struct s3bd_error *err)
-{
-  static const char *const fields[] = {
-    "AccessKeyId",
-    "SecretAccessKey",
-    "Token",
-    "Expiration",
-  };
-  const char *v[4];
-  const char *code;
-  json_object *obj;
-  int64_t expiration;
-  size_t i;
-  int r = -1;
-
-  obj = json_tokener_parse (m->body);
-  if (obj == NULL || !json_object_is_type (obj, json_type_object))
-    {
-      s3bd_fail (err, S3BD_EPROTO,
-                 "%s: malformed credentials (not a JSON object)", url);
-      goto out;
-    }
-  code = json_string (obj, "Code");
-  if (code && strcmp (code, "Success") != 0)
-    {
-      s3bd_fail (err, S3BD_ECREDS, "%s: Code is \"%.64s\", not \"Success\"",
-                 url, code);
-      goto out;
-    }
-  for (i = 0; i < 4; i++)
-    {
-      v[i] = json_string (obj, fields[i]);
-      if (v[i] == NULL)
-        {
-          s3bd_fail (err, S3BD_EPROTO, "%s: credentials without %s", url,
-                     fields[i]);
-          goto out;
-        }
-    }
-  if (parse_iso8601 (v[3], &expiration, NULL) < 0)
-    {
-      s3bd_fail (err, S3BD_EPROTO, "%s: malformed Expiration", url);
-      goto out;
-    }
-  if (set_creds (c, v[0], v[1], v[2], url, err) < 0)
-    goto out;
-  c->expiration = expiration;
-  r = 0;
-
-out:
-  if (obj)
-    {
-      /* json-c's strings hold the secret: wipe what we can reach. */
-      for (i = 0; i < 3; i++)
-        {
-          json_object *s;
-
-          if (json_object_object_get_ex (obj, fields[i], &s)
-              && json_object_is_type (s, json_type_string))
-            explicit_bzero ((char *)json_object_get_string (s),
-                            (size_t)json_object_get_string_len (s));
-        }
-      json_object_put (obj);
-    }
-  return r;
-}
-
-/* Role names are [A-Za-z0-9+=,.@_-]{1,64}; anything else would change the
- * request path.
- */
-static bool
-valid_role (const char *role)
-{
-  size_t i;
-
-  for (i = 0; role[i]; i++)
-    if (!isalnum ((unsigned char)role[i])
-        && strchr ("+=,.@_-", role[i]) == NULL)
-      return false;
-  return i > 0 && i <= 64;
-}
-
 int
 imds_fetch (const char *endpoint, unsigned timeout_s, struct s3_creds *c,
             char *role, size_t role_size, struct s3bd_error *err)
@@ -316,7 +351,7 @@ imds_fetch (const char *endpoint, unsigned timeout_s, struct s3_creds *c,
   char path[sizeof IMDS_ROLE_PATH + 64];
   char url[IMDS_ENDPOINT_SIZE + sizeof path];
   struct imds *m;
-  char *name, *nl;
+  char name[65];
   int r = -1;
 
   m = calloc (1, sizeof *m);
@@ -348,22 +383,9 @@ imds_fetch (const char *endpoint, unsigned timeout_s, struct s3_creds *c,
                  m->status);
       goto out;
     }
-  nl = strchr (m->body, '\n');
-  if (nl)
-    *nl = '\0';
-  name = trim (m->body);
-  if (*name == '\0')
-    {
-      s3bd_fail (err, S3BD_ECREDS, "%s%s: no IAM role attached to the instance",
-                 endpoint, IMDS_ROLE_PATH);
-      goto out;
-    }
-  if (!valid_role (name))
-    {
-      s3bd_fail (err, S3BD_EPROTO, "%s%s: malformed role name", endpoint,
-                 IMDS_ROLE_PATH);
-      goto out;
-    }
+  snprintf (url, sizeof url, "%s%s", endpoint, IMDS_ROLE_PATH);
+  if (imds_parse_role (m->body, url, name, sizeof name, err) < 0)
+    goto out;
   snprintf (role, role_size, "%s", name);
   snprintf (path, sizeof path, "%s%s", IMDS_ROLE_PATH, name);
   snprintf (url, sizeof url, "%s%s", endpoint, path);
@@ -376,7 +398,7 @@ imds_fetch (const char *endpoint, unsigned timeout_s, struct s3_creds *c,
                  "%s: HTTP %ld", url, m->status);
       goto out;
     }
-  r = imds_parse_creds (m, url, c, err);
+  r = imds_parse_creds (m->body, url, c, err);
 
 out:
   if (m->curl)

@@ -369,6 +369,17 @@ profile_scan_free (struct profile_scan *ps)
 }
 
 int
+profile_scan_text (const char *text, size_t len, const char *filename,
+                   struct profile_scan *ps, struct s3bd_error *err)
+{
+  int r = ini_parse (text, len, filename, profile_scan_cb, ps, err);
+
+  if (r != 0 && ps->nomem)
+    return s3bd_fail (err, S3BD_ENOMEM, "%s: out of memory", filename);
+  return r != 0 ? -1 : 0;
+}
+
+int
 profile_scan_file (const char *path, struct profile_scan *ps,
                    struct s3bd_error *err)
 {
@@ -381,12 +392,10 @@ profile_scan_file (const char *path, struct profile_scan *ps,
   r = read_shared_file (path, &buf, &len, err);
   if (r <= 0)
     return r;
-  r = ini_parse (buf, len, path, profile_scan_cb, ps, err);
+  r = profile_scan_text (buf, len, path, ps, err);
   explicit_bzero (buf, len);
   free (buf);
-  if (r != 0 && ps->nomem)
-    return s3bd_fail (err, S3BD_ENOMEM, "%s: out of memory", path);
-  return r != 0 ? -1 : 0;
+  return r;
 }
 
 struct config_lookup
@@ -417,34 +426,44 @@ config_lookup_cb (void *arg, const char *section, const char *key,
 }
 
 char *
+config_lookup_text (const char *text, size_t len, const char *filename,
+                    const char *profile, const char *name,
+                    struct s3bd_error *err)
+{
+  struct config_lookup cl = { .profile = profile, .name = name };
+
+  if (ini_parse (text, len, filename, config_lookup_cb, &cl, err) != 0)
+    {
+      if (cl.nomem)
+        s3bd_fail (err, S3BD_ENOMEM, "%s: out of memory", filename);
+      free_secret (cl.value);
+      return NULL;
+    }
+  return cl.value;
+}
+
+char *
 aws_config_lookup (const char *profile, const char *name,
                    struct s3bd_error *err)
 {
-  struct config_lookup cl = { .name = name };
   char path[PATH_MAX];
-  char *buf;
+  char *buf, *value;
   size_t len;
   int r;
 
   s3bd_error_clear (err);
-  cl.profile = nonempty (profile) ? profile : getenv_set ("AWS_PROFILE");
-  if (cl.profile == NULL)
-    cl.profile = "default";
+  if (!nonempty (profile))
+    profile = getenv_set ("AWS_PROFILE");
+  if (profile == NULL)
+    profile = "default";
   r = shared_file_path ("AWS_CONFIG_FILE", "config", path, sizeof path, err);
   if (r < 0 || path[0] == '\0')
     return NULL;
   r = read_shared_file (path, &buf, &len, err);
   if (r <= 0)
     return NULL;
-  r = ini_parse (buf, len, path, config_lookup_cb, &cl, err);
+  value = config_lookup_text (buf, len, path, profile, name, err);
   explicit_bzero (buf, len);
   free (buf);
-  if (r != 0)
-    {
-      if (cl.nomem)
-        s3bd_fail (err, S3BD_ENOMEM, "%s: out of memory", path);
-      free_secret (cl.value);
-      return NULL;
-    }
-  return cl.value;
+  return value;
 }

@@ -270,6 +270,73 @@ test_manifest_needs_s3 (void **state)
   assert_non_null (strstr (err.msg, "give the prefix too"));
 }
 
+/* A saved listing can hold a key over S3's 1024 bytes: it is left out
+ * with its reason, whole in the dataset (and --report), its first 1024
+ * bytes in the index, cut at a character; the build goes on.  An ETag
+ * over 1024 bytes is refused naming its line.
+ */
+static void
+test_listing_key_too_long (void **state)
+{
+  char path[64], key[1200], *text;
+  struct build_opts o;
+  struct build_result r;
+  struct s3bd_error err = { 0 };
+  struct s3bd_index idx;
+  FILE *f;
+  int fd;
+  size_t n;
+
+  memcpy (key, "ds/", 3);
+  n = 3;
+  while (n < 1100)
+    {
+      memcpy (key + n, "\xe2\x82\xac", 3); /* U+20AC; 1024 = 3 + 3 * 340 + 1 */
+      n += 3;
+    }
+  key[n] = '\0';
+  snprintf (path, sizeof path, "/tmp/test-build-long.XXXXXX");
+  fd = mkstemp (path);
+  assert_true (fd >= 0);
+  f = fdopen (fd, "w");
+  assert_non_null (f);
+  fprintf (f, "1\t\"e\"\t1700000000\tds/short\n");
+  fprintf (f, "2\t\"e\"\t1700000000\t%s\n", key);
+  fclose (f);
+
+  build_opts_init (&o);
+  o.prefix_uri = "s3://bkt/ds/";
+  o.listing = path;
+  assert_int_equal (build_index (NULL, &o, &r, &err), 0);
+  assert_int_equal (r.ds.nfiles, 1);
+  assert_int_equal (r.ds.nleft, 1);
+  assert_string_equal (r.ds.left[0].key, key);
+  assert_int_equal (r.ds.left[0].reason, DS_KEY_TOO_LONG);
+  assert_int_equal (index_decode (r.index, r.index_len, &idx, &err), 0);
+  assert_int_equal (idx.nleft, 1);
+  assert_int_equal (idx.left[0].reason, DS_KEY_TOO_LONG);
+  /* 3 + 3 * 340 = 1023 bytes: the 1024th would split a character. */
+  assert_int_equal (strlen (idx.left[0].key), 1023);
+  assert_memory_equal (idx.left[0].key, key, 1023);
+  index_free (&idx);
+  build_result_free (&r);
+
+  /* An ETag over 1024 bytes: refused, naming the line. */
+  text = malloc (1200);
+  assert_non_null (text);
+  memset (text, 'e', 1025);
+  text[1025] = '\0';
+  f = fopen (path, "w");
+  assert_non_null (f);
+  fprintf (f, "1\t\"e\"\t1700000000\tds/short\n\n3\t%s\t1\tds/x\n", text);
+  fclose (f);
+  assert_int_equal (build_index (NULL, &o, &r, &err), -1);
+  assert_int_equal (err.code, S3BD_EINVAL);
+  assert_non_null (strstr (err.msg, " line 3: ETag over 1024 bytes"));
+  free (text);
+  unlink (path);
+}
+
 static void
 test_errors (void **state)
 {
@@ -406,10 +473,14 @@ int
 main (void)
 {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test (test_defaults), cmocka_unit_test (test_deterministic),
-    cmocka_unit_test (test_options),  cmocka_unit_test (test_manifest_needs_s3),
-    cmocka_unit_test (test_errors),   cmocka_unit_test (test_source_date_epoch),
+    cmocka_unit_test (test_defaults),
+    cmocka_unit_test (test_deterministic),
+    cmocka_unit_test (test_options),
+    cmocka_unit_test (test_manifest_needs_s3),
+    cmocka_unit_test (test_errors),
+    cmocka_unit_test (test_source_date_epoch),
     cmocka_unit_test (test_opts_set),
+    cmocka_unit_test (test_listing_key_too_long),
   };
 
   return cmocka_run_group_tests (tests, setup, teardown);

@@ -3,7 +3,8 @@
  * what it holds and nothing else, keeps every key reachable through
  * colliding hashes, wrap-around runs and backward-shift removals, grows
  * without losing a key, and agrees with a plain array over many random
- * inserts and removals.
+ * inserts and removals.  And the error buffer: a message too long for it
+ * keeps its start and its reason, losing its middle.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "s3bd/error.h"
 
 /* The containers are private to lib/: the test reaches in by path. */
 #include "../../lib/common/hashmap.h"
@@ -344,6 +347,116 @@ test_map_strings (void **state)
   free (s);
 }
 
+/* ---- The error buffer ---- */
+
+/* "[...N bytes...]" in msg: N, and the bytes before and after it. */
+static size_t
+cut_of (const char *msg, size_t *head, size_t *tail)
+{
+  const char *m = strstr (msg, "[...");
+  char *e;
+  size_t n;
+
+  assert_non_null (m);
+  n = strtoul (m + 4, &e, 10);
+  assert_true (strncmp (e, " bytes...]", 10) == 0);
+  *head = (size_t)(m - msg);
+  *tail = strlen (e + 10);
+  return n;
+}
+
+static void
+test_error_short_message_unchanged (void **state)
+{
+  struct s3bd_error err = { 0 };
+
+  assert_int_equal (s3bd_fail (&err, S3BD_ENOKEY, "key %s: %s", "a", "gone"),
+                    -1);
+  assert_int_equal (err.code, S3BD_ENOKEY);
+  assert_string_equal (err.msg, "key a: gone");
+  s3bd_error_prefix (&err, "manifest entry %d", 3);
+  assert_string_equal (err.msg, "manifest entry 3: key a: gone");
+  /* Exactly full: no cut. */
+  memset (&err, 0, sizeof err);
+  s3bd_fail (&err, S3BD_EINVAL, "%0*d", (int)sizeof err.msg - 1, 0);
+  assert_int_equal (strlen (err.msg), sizeof err.msg - 1);
+  assert_null (strstr (err.msg, "[..."));
+}
+
+/* The issue's case: a 2,000-byte key in a manifest used to take the
+ * reason with it.
+ */
+static void
+test_error_long_key_keeps_reason (void **state)
+{
+  struct s3bd_error err = { 0 };
+  char key[2001];
+  size_t head, tail, cut, total;
+
+  memset (key, 'k', 2000);
+  key[2000] = '\0';
+  s3bd_fail (&err, S3BD_ENOKEY, "manifest entry %d: s3://b/%s: no such key", 7,
+             key);
+  total
+      = strlen ("manifest entry 7: s3://b/") + 2000 + strlen (": no such key");
+  assert_true (strlen (err.msg) <= sizeof err.msg - 1);
+  assert_true (strncmp (err.msg, "manifest entry 7: s3://b/kkk", 28) == 0);
+  assert_true (strstr (err.msg, "k: no such key") != NULL);
+  assert_string_equal (err.msg + strlen (err.msg) - 13, ": no such key");
+  cut = cut_of (err.msg, &head, &tail);
+  assert_int_equal (head + cut + tail, total);
+  /* The buffer is used, not just the ends. */
+  assert_true (strlen (err.msg) >= sizeof err.msg - 4);
+
+  /* A prefix in front of an already long message: the reason stays. */
+  s3bd_error_prefix (&err, "augmented manifest line %d: attribute \"%s\"", 9,
+                     key);
+  assert_true (
+      strncmp (err.msg, "augmented manifest line 9: attribute \"kk", 40) == 0);
+  assert_string_equal (err.msg + strlen (err.msg) - 13, ": no such key");
+  assert_true (strlen (err.msg) <= sizeof err.msg - 1);
+}
+
+/* A cut never splits a UTF-8 sequence: both sides stay whole characters. */
+static void
+test_error_cut_keeps_utf8 (void **state)
+{
+  struct s3bd_error err = { 0 };
+  char key[3 * 700 + 1];
+  size_t head, tail, cut, i;
+
+  for (i = 0; i < 700; i++)
+    memcpy (key + 3 * i, "\xe2\x82\xac", 3); /* U+20AC, 3 bytes */
+  key[3 * 700] = '\0';
+  for (int shift = 0; shift < 3; shift++)
+    {
+      s3bd_fail (&err, S3BD_EINVAL, "%.*s%s: bad", shift, "ab", key);
+      cut = cut_of (err.msg, &head, &tail);
+      assert_int_equal (head + cut + tail, (size_t)shift + 2100 + 5);
+      assert_int_equal ((head - (size_t)shift) % 3, 0);
+      assert_int_equal ((tail - 5) % 3, 0);
+      assert_string_equal (err.msg + strlen (err.msg) - 5, ": bad");
+    }
+}
+
+/* An argument may be the message being replaced. */
+static void
+test_error_argument_is_the_message (void **state)
+{
+  struct s3bd_error err = { 0 };
+  char key[1001];
+
+  s3bd_fail (&err, S3BD_EIO, "short");
+  s3bd_fail (&err, S3BD_EIO, "again: %s", err.msg);
+  assert_string_equal (err.msg, "again: short");
+  memset (key, 'x', 1000);
+  key[1000] = '\0';
+  s3bd_fail (&err, S3BD_EIO, "%s", key);
+  s3bd_fail (&err, S3BD_EIO, "wrapped: %s: reason", err.msg);
+  assert_true (strncmp (err.msg, "wrapped: xxx", 12) == 0);
+  assert_string_equal (err.msg + strlen (err.msg) - 8, ": reason");
+}
+
 int
 main (void)
 {
@@ -356,6 +469,10 @@ main (void)
     cmocka_unit_test (test_map_wrap),
     cmocka_unit_test (test_map_many),
     cmocka_unit_test (test_map_strings),
+    cmocka_unit_test (test_error_short_message_unchanged),
+    cmocka_unit_test (test_error_long_key_keeps_reason),
+    cmocka_unit_test (test_error_cut_keeps_utf8),
+    cmocka_unit_test (test_error_argument_is_the_message),
   };
 
   return cmocka_run_group_tests (tests, NULL, NULL);

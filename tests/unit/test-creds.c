@@ -1192,6 +1192,24 @@ test_imds_no_role (void **state)
   server_stop (&s);
 }
 
+/* Found by tests/fuzz/fuzz-imds.c: an empty AccessKeyId was taken, and
+ * every request then refused by S3 as a bad signature.
+ */
+static void
+test_imds_empty_access_key (void **state)
+{
+  struct imds_server s
+      = { .role = "r", .keys = { "" }, .expires_in = { 3600 } };
+  struct creds_config cfg = { 0 };
+  struct s3bd_error err;
+
+  server_start (&s);
+  new_fails (&cfg, S3BD_ECREDS, &err);
+  assert_non_null (strstr (err.msg, "credentials with an empty AccessKeyId"));
+  assert_int_equal (s.creds_requests, 1);
+  server_stop (&s);
+}
+
 static void
 test_imds_disabled_makes_no_request (void **state)
 {
@@ -1276,6 +1294,7 @@ main (void)
     T (test_imds_token_refused_gets_401),
     T (test_imds_expired_token_is_renewed),
     T (test_imds_no_role),
+    T (test_imds_empty_access_key),
     T (test_imds_disabled_makes_no_request),
     T (test_imds_unreachable),
   };

@@ -113,7 +113,7 @@ test_reason_text (void **state)
   enum ds_reason r;
   const char *t;
 
-  for (r = DS_EMPTY_SEGMENT; r <= DS_OTHER_SHARD; r++)
+  for (r = DS_EMPTY_SEGMENT; r <= DS_KEY_TOO_LONG; r++)
     {
       t = ds_reason_text (r);
       assert_non_null (t);
@@ -125,6 +125,8 @@ test_reason_text (void **state)
   assert_string_equal (ds_reason_text (DS_NAME_TOO_LONG),
                        "name longer than 255 bytes");
   assert_string_equal (ds_reason_text (DS_BAD_UTF8), "invalid UTF-8");
+  assert_string_equal (ds_reason_text (DS_KEY_TOO_LONG),
+                       "key longer than 1024 bytes");
   assert_string_equal (ds_reason_text (DS_MARKER_WITH_DATA),
                        "directory marker with data");
   assert_string_equal (ds_reason_text (DS_FILE_DIR_COLLISION),
@@ -411,7 +413,7 @@ test_listing_not_under_prefix (void **state)
 static void
 test_listing_invalid_paths (void **state)
 {
-  char long_key[300], too_long_key[300];
+  char long_key[300], too_long_key[300], key_1024[1100], key_1025[1100];
   const char *keys[] = {
     "p//a", /* leading '/' */
     "p/a//b",
@@ -430,6 +432,8 @@ test_listing_invalid_paths (void **state)
     "p//",   /* marker of "" */
     "p/good",
     "p/sub/lost+found",
+    key_1024,
+    key_1025,
     NULL,
   };
   const struct left left[] = {
@@ -447,6 +451,7 @@ test_listing_invalid_paths (void **state)
     { "p/lost+found", DS_RESERVED_NAME },
     { "p/x//", DS_EMPTY_SEGMENT },
     { "p//", DS_EMPTY_SEGMENT },
+    { key_1025, DS_KEY_TOO_LONG },
     { NULL, 0 },
   };
   struct s3_listing l;
@@ -459,13 +464,24 @@ test_listing_invalid_paths (void **state)
   memcpy (too_long_key, "p/d/", 4);
   memset (too_long_key + 4, 'n', 256);
   too_long_key[260] = '\0';
+  /* S3's limit on a key, 1024 bytes, and one past it (a saved listing
+   * can hold anything).
+   */
+  memcpy (key_1024, "p/k/", 4);
+  for (int i = 4; i < 1024; i++)
+    key_1024[i] = (i % 200 == 0) ? '/' : 'k';
+  key_1024[1024] = '\0';
+  memcpy (key_1025, key_1024, 1024);
+  key_1025[1024] = 'x';
+  key_1025[1025] = '\0';
 
   listing_of (&l, keys);
   assert_int_equal (dataset_from_listing (&ds, "b", "p/", &l, &err), 0);
-  assert_int_equal (ds.nfiles, 3);
+  assert_int_equal (ds.nfiles, 4);
   assert_string_equal (ds.files[0].path, "good");
-  assert_string_equal (ds.files[1].path, long_key + 2);
-  assert_string_equal (ds.files[2].path, "sub/lost+found");
+  assert_string_equal (ds.files[1].path, key_1024 + 2);
+  assert_string_equal (ds.files[2].path, long_key + 2);
+  assert_string_equal (ds.files[3].path, "sub/lost+found");
   assert_left (&ds, left);
   dataset_free (&ds);
   s3_listing_free (&l);
@@ -706,6 +722,26 @@ static const struct bad_case bad_manifests[] = {
   { "[{\"prefix\": \"s3://b/p/\"}, \"a\\u0000b\"]",
     "element 1: contains a NUL" },
   { "[{\"prefix\": \"s3://b/p/\"}, \"a\"] x", "not JSON" },
+  /* JSON's null has no json-c object: found by tests/fuzz/fuzz-manifest.c,
+   * it read past the text for a position it never had.
+   */
+  { "\t\n\t\n\t null\t\n\t\n\t",
+    "manifest: expected a JSON array, found null" },
+  { "null", "expected a JSON array, found null" },
+  { "[null]", "element 0: expected" },
+  /* Strict UTF-8, with where: a stray byte, an overlong '/', a surrogate,
+   * past U+10FFFF, a sequence cut short.
+   */
+  { "[{\"prefix\": \"s3://b/p/\"},\n \"a\xff\"]",
+    "manifest: invalid UTF-8 at line 2, column 4" },
+  { "[{\"prefix\": \"s3://b/p/\"}, \"\xc0\xaf\"]",
+    "invalid UTF-8 at line 1, column 28" },
+  { "[{\"prefix\": \"s3://b/\xed\xa0\x80/\"}, \"a\"]",
+    "invalid UTF-8 at line 1, column 21" },
+  { "[{\"prefix\": \"s3://b/p/\"},\n\n\"\xf4\x90\x80\x80\"]",
+    "invalid UTF-8 at line 3, column 2" },
+  { "[{\"prefix\": \"s3://b/p/\"}, \"\xe2\x82\"]",
+    "invalid UTF-8 at line 1, column 28" },
   { "[{\"prefix\": \"s3://b/p/\"}, \"a\",]", "not JSON" },
 };
 
@@ -862,6 +898,14 @@ static const struct bad_case bad_augmented[] = {
   { "{\"a-ref\": \"s3://b\"}", "names a bucket" },
   { "{\"a-ref\": \"s3:///k\"}", "no bucket name" },
   { "{\"a-ref\": \"s3://b/a\\u0000b\"}", "contains a NUL" },
+  /* null (found by the fuzzer, as for manifests) */
+  { "null", "line 1: expected a JSON object, found null" },
+  { "{\"a-ref\": \"s3://b/k\"}\n\t null\t\n",
+    "line 2: expected a JSON object, found null" },
+  { "{\"a-ref\": \"s3://b/k\"}\n{\"a-ref\": \"s3://b/\xc3\"}",
+    "line 2: invalid UTF-8 at column 19" },
+  { "\n{\"a-\xed\xbf\xbfref\": \"s3://b/k\"}",
+    "line 2: invalid UTF-8 at column 5" },
 };
 
 static void
@@ -1062,6 +1106,39 @@ test_from_manifest_missing (void **state)
   free (found);
 }
 
+/* A 2,000-byte key: the message gives way in the key's middle and keeps
+ * its reason.
+ */
+static void
+test_from_manifest_long_key_keeps_reason (void **state)
+{
+  char *json = malloc (4096), etags[1][24];
+  struct manifest m;
+  struct s3_object *found;
+  struct dataset ds;
+  struct s3bd_error err = { 0 };
+  size_t n;
+
+  assert_non_null (json);
+  n = (size_t)snprintf (json, 4096, "[{\"prefix\": \"s3://bkt/p/\"}, \"%s",
+                        "start-");
+  memset (json + n, 'k', 2000);
+  n += 2000;
+  n += (size_t)snprintf (json + n, 4096 - n, "-end\"]");
+  assert_int_equal (manifest_parse (json, n, &m, &err), 0);
+  found = found_all (&m, etags);
+  found[0].key = NULL;
+  assert_int_equal (dataset_from_manifest (&ds, &m, found, &err), -1);
+  assert_int_equal (err.code, S3BD_ENOKEY);
+  assert_true (strncmp (err.msg, "manifest entry 1: s3://bkt/p/start-kkk", 38)
+               == 0);
+  assert_msg (&err, " bytes...]");
+  assert_string_equal (err.msg + strlen (err.msg) - 18, "k-end: no such key");
+  manifest_free (&m);
+  free (found);
+  free (json);
+}
+
 /* ---- Sharding ---- */
 
 static void
@@ -1219,6 +1296,7 @@ main (void)
     cmocka_unit_test (test_from_manifest_marker_with_data),
     cmocka_unit_test (test_from_augmented_buckets),
     cmocka_unit_test (test_from_manifest_missing),
+    cmocka_unit_test (test_from_manifest_long_key_keeps_reason),
     cmocka_unit_test (test_shard),
     cmocka_unit_test (test_million),
   };
