@@ -139,10 +139,16 @@ expect_error "D: a wrong secret is refused" "SignatureDoesNotMatch|rejected|403"
   --path-style -q "$TMP/pre.s3bd" "$TMP/new"
 check "D: ... before anything was written" test ! -e "$TMP/new" -a ! -e "$TMP/new.s3bd-state"
 mkdir "$TMP/ro"
-chmod 555 "$TMP/ro"
-if [ "$(id -u)" -ne 0 ]; then
-  expect_error "D: an unwritable directory is refused" "Permission denied" \
-    preload -q "$TMP/pre.s3bd" "$TMP/ro/copy"
+if [ "$(id -u)" -eq 0 ]; then
+  # root writes anywhere but on a read-only file system.
+  mount -t tmpfs -o ro,size=1M tmpfs "$TMP/ro"
+  expect_error "D: a DEST that cannot be created is refused" "Read-only file system" \
+    preload -q --no-check "$TMP/pre.s3bd" "$TMP/ro/copy"
+  umount "$TMP/ro"
+else
+  chmod 555 "$TMP/ro"
+  expect_error "D: a DEST that cannot be created is refused" "Permission denied" \
+    preload -q --no-check "$TMP/pre.s3bd" "$TMP/ro/copy"
 fi
 expect_error "D: a missing index is refused" "No such file" \
   preload -q "$TMP/nothere.s3bd" "$TMP/new"
