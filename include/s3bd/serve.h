@@ -56,6 +56,21 @@ int serve_read (struct serve *s, void *buf, uint64_t count, uint64_t offset,
 /* NBD_CMD_CACHE: starts fetching the range without waiting. */
 void serve_prefetch (struct serve *s, uint64_t offset, uint64_t count);
 
+/* Object bytes [off, off + len) of object `object` (off + len <= its
+ * size), for consumers that walk objects rather than the device (Pipe
+ * export): through the hydration's copy when there is one, else the
+ * cache.  -1 with err set when a fetch failed.
+ */
+int serve_object_read (struct serve *s, uint64_t object, uint64_t off,
+                       uint64_t len, void *buf, struct s3bd_error *err);
+/* Starts fetching them without waiting (within the cache's bound). */
+void serve_object_prefetch (struct serve *s, uint64_t object, uint64_t off,
+                            uint64_t len);
+/* Bytes fetched ahead and not read yet, plus fetches in flight: what the
+ * readahead budget (serve_config.readahead_budget) counts.
+ */
+uint64_t serve_ahead_bytes (struct serve *s);
+
 /* One line of counters: the fetcher's, the cache's, the readahead's,
  * the hydration's.
  */

@@ -166,6 +166,41 @@ serve_prefetch (struct serve *s, uint64_t offset, uint64_t count)
   map_prefetch_from (s->idx, &s->src, offset, count);
 }
 
+int
+serve_object_read (struct serve *s, uint64_t object, uint64_t off, uint64_t len,
+                   void *buf, struct s3bd_error *err)
+{
+  const struct index_object *o = &s->idx->objects[object];
+
+  if (off > o->size || len > o->size - off)
+    return s3bd_fail (err, S3BD_EINVAL,
+                      "read %" PRIu64 "+%" PRIu64 " past the end of s3://%s/%s"
+                      " (%" PRIu64 " bytes)",
+                      off, len, s->idx->buckets[o->bucket], o->key, o->size);
+  if (len == 0)
+    return 0;
+  return s->src.read (s->src.arg, object, o->size, off, len, buf, err);
+}
+
+void
+serve_object_prefetch (struct serve *s, uint64_t object, uint64_t off,
+                       uint64_t len)
+{
+  const struct index_object *o = &s->idx->objects[object];
+
+  if (off >= o->size)
+    return;
+  if (len > o->size - off)
+    len = o->size - off;
+  s->src.prefetch (s->src.arg, object, o->size, off, len);
+}
+
+uint64_t
+serve_ahead_bytes (struct serve *s)
+{
+  return cache_ahead_bytes (s->cache);
+}
+
 void
 serve_stats_line (struct serve *s, char *buf, size_t n)
 {
