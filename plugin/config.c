@@ -59,6 +59,22 @@ size_key (const char *key, const char *value, uint64_t min, uint64_t max,
   return 0;
 }
 
+static int
+count_key (const char *key, const char *value, unsigned min, unsigned max,
+           unsigned *out)
+{
+  struct s3bd_error err = { 0 };
+  uint64_t v;
+
+  if (parse_count (value, min, max, &v, &err) == -1)
+    {
+      nbdkit_error ("%s=%s: %s", key, value, err.msg);
+      return -1;
+    }
+  *out = (unsigned)v;
+  return 0;
+}
+
 /* A key that names one thing may be given once. */
 static int
 once (const char *key, const char *value, const char **out)
@@ -77,7 +93,6 @@ s3bd_config (const char *key, const char *value)
 {
   struct s3bd_error err = { 0 };
   struct serve_config *sc = &params.serve;
-  uint64_t v;
   int r;
 
   r = build_opts_set (&params.build, key, value, &err);
@@ -128,15 +143,7 @@ s3bd_config (const char *key, const char *value)
   if (strcmp (key, "hydrate-max-rate") == 0)
     return size_key (key, value, 4096, 1ULL << 40, &params.hydrate_rate);
   if (strcmp (key, "hydrate-requests") == 0)
-    {
-      if (parse_count (value, 1, 1024, &v, &err) == -1)
-        {
-          nbdkit_error ("%s=%s: %s", key, value, err.msg);
-          return -1;
-        }
-      params.hydrate_requests = (unsigned)v;
-      return 0;
-    }
+    return count_key (key, value, 1, 1024, &params.hydrate_requests);
   if (strcmp (key, "check") == 0)
     {
       if (parse_bool (value, &params.check) == -1)
@@ -168,15 +175,7 @@ s3bd_config (const char *key, const char *value)
   if (strcmp (key, "readahead-budget") == 0)
     return size_key (key, value, 0, 1ULL << 40, &sc->readahead_budget);
   if (strcmp (key, "max-requests") == 0)
-    {
-      if (parse_count (value, 1, 1024, &v, &err) == -1)
-        {
-          nbdkit_error ("%s=%s: %s", key, value, err.msg);
-          return -1;
-        }
-      params.max_requests = (unsigned)v;
-      return 0;
-    }
+    return count_key (key, value, 1, 1024, &params.max_requests);
   nbdkit_error ("unknown parameter '%s' (see nbdkit-s3bd-plugin(1))", key);
   return -1;
 }
