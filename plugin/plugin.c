@@ -40,6 +40,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,9 +87,21 @@ plugin_log (enum s3bd_log_level level, const char *msg)
 
 /* ---- Start-up ---- */
 
+/* glibc raises its mmap threshold to the size of each mmap'd block freed
+ * (up to 32 MiB): once a connection closes and its threads free their
+ * read buffers, the next connections' buffers come from the heap, which
+ * keeps the memory when they are freed in turn, so peak RSS creeps up as
+ * clients reconnect.  Setting the threshold (to glibc's default) turns
+ * the adjustment off: nbdkit's read buffers and every other block of
+ * 128 KiB or more are mmap'd, and go back to the kernel when freed.
+ */
+#define MMAP_THRESHOLD (128 << 10)
+
 static void
 s3bd_load (void)
 {
+  if (mallopt (M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 0)
+    nbdkit_debug ("s3bd: mallopt M_MMAP_THRESHOLD failed");
   config_load ();
 }
 
