@@ -40,11 +40,14 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -52,6 +55,21 @@
 #include "plugin.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
+
+/* The largest read (and NBD_CMD_CACHE) served, advertised as the maximum
+ * block size; larger requests fail with EINVAL.  It is what bounds the
+ * memory beyond cache-size: nbdkit gives each of its worker threads
+ * (-t per connection) a buffer as large as the largest read the thread
+ * has served, kept until the connection closes, and a read that misses
+ * the cache may hold its chunks past cache-size while it copies them.
+ * So each request nbdkit runs at once costs up to about 2 * MAX_REQUEST
+ * + chunk-size (docs/nbdkit-s3bd-plugin.md, "Memory").  1 MiB is the least
+ * the NBD protocol wants a server to take in one request; clients that
+ * honour block sizes (libnbd, nbdcopy, qemu, nbdfuse) split bigger I/O,
+ * and s3bd-attach tells the kernel's nbd driver, which cannot learn it
+ * from the server, with max_sectors_kb.
+ */
+#define MAX_REQUEST (1u << 20)
 
 /* -D s3bd.verbose=1: one debug line per fetch and per prefetch decision. */
 NBDKIT_DLL_PUBLIC int s3bd_debug_verbose = 0;
@@ -69,9 +87,21 @@ plugin_log (enum s3bd_log_level level, const char *msg)
 
 /* ---- Start-up ---- */
 
+/* glibc raises its mmap threshold to the size of each mmap'd block freed
+ * (up to 32 MiB): once a connection closes and its threads free their
+ * read buffers, the next connections' buffers come from the heap, which
+ * keeps the memory when they are freed in turn, so peak RSS creeps up as
+ * clients reconnect.  Setting the threshold (to glibc's default) turns
+ * the adjustment off: nbdkit's read buffers and every other block of
+ * 128 KiB or more are mmap'd, and go back to the kernel when freed.
+ */
+#define MMAP_THRESHOLD (128 << 10)
+
 static void
 s3bd_load (void)
 {
+  if (mallopt (M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 0)
+    nbdkit_debug ("s3bd: mallopt M_MMAP_THRESHOLD failed");
   config_load ();
 }
 
@@ -350,10 +380,51 @@ static int
 s3bd_block_size (void *handle, uint32_t *minimum, uint32_t *preferred,
                  uint32_t *maximum)
 {
+  /* Any byte range is served; the file system's block is the natural
+   * unit (a power of two from 512 to 64 KiB: index_check_header), and the
+   * maximum is a multiple of both.
+   */
   *minimum = 1;
   *preferred = s3bd.idx.block_size;
-  *maximum = 0xffffffff;
+  *maximum = MAX_REQUEST;
   return 0;
+}
+
+/* A request over the advertised maximum: refused, never served (it would
+ * take the memory past its bound), and said once, where it happens.
+ */
+static int
+too_large (const char *what, uint32_t count, uint64_t offset)
+{
+  if (count <= MAX_REQUEST)
+    return 0;
+  nbdkit_error ("%s of %" PRIu32 " bytes at %" PRIu64
+                ": over the maximum block size of %u bytes; the client must "
+                "split it (for a kernel nbd device: max_sectors_kb=%u, which "
+                "s3bd-attach sets)",
+                what, count, offset, MAX_REQUEST, MAX_REQUEST >> 10);
+  nbdkit_set_error (EINVAL);
+  return -1;
+}
+
+/* nbdkit has allocated and cleared the buffer of a read before the plugin
+ * sees it, up to 64 MiB, and keeps it for its thread until the connection
+ * closes: a client ignoring the maximum would hold that much per thread
+ * (docs/benchmarks.md, "Memory under load").  The read is refused, so nothing
+ * is sent from the buffer: its whole pages go back to the kernel
+ * (MADV_DONTNEED; they read as zeros if touched again), and the memory is taken
+ * only while nbdkit clears it.
+ */
+static void
+give_back (void *buf, uint32_t count)
+{
+  uintptr_t page = (uintptr_t)sysconf (_SC_PAGESIZE);
+  uintptr_t lo = ((uintptr_t)buf + page - 1) & ~(page - 1);
+  uintptr_t hi = ((uintptr_t)buf + count) & ~(page - 1);
+
+  /* A failure (memory locked with mlockall) costs memory, not bytes. */
+  if (hi > lo && madvise ((void *)lo, hi - lo, MADV_DONTNEED) == -1)
+    nbdkit_debug ("s3bd: madvise MADV_DONTNEED: %m");
 }
 
 /* ---- Reads ---- */
@@ -364,6 +435,11 @@ s3bd_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
 {
   struct s3bd_error err = { 0 };
 
+  if (too_large ("read", count, offset) == -1)
+    {
+      give_back (buf, count);
+      return -1;
+    }
   if (serve_read (s3bd.serve, buf, count, offset, &err) == -1)
     {
       /* The fetch that failed was logged once, where it failed; this
@@ -381,6 +457,8 @@ s3bd_pread (void *handle, void *buf, uint32_t count, uint64_t offset,
 static int
 s3bd_cache (void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
+  if (too_large ("cache request", count, offset) == -1)
+    return -1;
   serve_prefetch (s3bd.serve, offset, count);
   return 0;
 }

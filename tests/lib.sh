@@ -110,10 +110,15 @@ need_fixed_nbdkit () {
   }
 }
 
+# Whether the build under test has the sanitizers (ASan, UBSan).
+sanitized_build () {
+  grep -q "S3BD_SANITIZE:BOOL=ON" "$S3BD_BUILD_DIR/CMakeCache.txt" 2>/dev/null
+}
+
 # nbdkit cannot load a plugin built with the sanitizers unless their
 # runtimes come first: preload them for such a build.
 plugin_env () {
-  if grep -q "S3BD_SANITIZE:BOOL=ON" "$S3BD_BUILD_DIR/CMakeCache.txt" 2>/dev/null; then
+  if sanitized_build; then
     echo "LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
     echo "ASAN_OPTIONS=detect_leaks=0"
   fi
@@ -124,7 +129,10 @@ plugin_env () {
 # "tcp" it listens on 127.0.0.1 at a free port instead, and sets
 # NBDKIT_PORT (for clients that speak only TCP, such as nbd-client in a
 # qemu guest).  INDEX may be source=s3://BUCKET/PREFIX/ instead: the
-# plugin builds the index.
+# plugin builds the index.  nbdkit runs NBDKIT_THREADS worker threads
+# per connection (default 2): the tests run up to 32 clients, and
+# docs/nbdkit-s3bd-plugin.md ("Memory") asks for connections x threads
+# <= 64.
 start_nbdkit () {
   local sock=$1 index=$2 listen
   shift 2
@@ -142,7 +150,7 @@ start_nbdkit () {
   # nbdkit writes its pid file once it accepts connections.
   rm -f "$TMP/nbdkit.pid"
   env $(plugin_env) nbdkit -f --log=stderr -D s3bd.verbose=1 -v \
-    "${listen[@]}" -P "$TMP/nbdkit.pid" "$S3BD_PLUGIN_SO" "$index" \
+    --threads "${NBDKIT_THREADS:-2}" "${listen[@]}" -P "$TMP/nbdkit.pid" "$S3BD_PLUGIN_SO" "$index" \
     endpoint="$S3BD_TEST_ENDPOINT" path-style=true "$@" \
     > "$TMP/nbdkit.log" 2>&1 &
   NBDKIT_PID=$!

@@ -7,7 +7,9 @@
 # 10.0.2.2 through qemu's user network, prints its findings to a serial
 # port and powers off.  The host checks the file count, every size and
 # every file's SHA-256 against the source objects, and the whole device's
-# SHA-256 against the expected image.
+# SHA-256 against the expected image, read once through the page cache
+# and once in 4 MiB direct reads, which the kernel splits at the plugin's
+# 1 MiB maximum (max_sectors_kb, as s3bd-attach sets it).
 . "$(dirname "$0")/lib.sh"
 need_plugin
 command -v qemu-system-x86_64 >/dev/null \
@@ -106,6 +108,10 @@ ip link set eth0 up
 ip addr add 10.0.2.15/24 dev eth0
 say "attaching 10.0.2.2 port $PORT export $EXPORT"
 nbd-client 10.0.2.2 "$PORT" /dev/nbd0 -N "$EXPORT" -b 4096 -readonly || say "nbd-client failed"
+# As s3bd-attach does: the kernel cannot learn the plugin's 1 MiB maximum
+# (set higher, the 4 MiB direct reads below get EIO).
+say "max_sectors_kb was $(cat /sys/block/nbd0/queue/max_sectors_kb)"
+echo 1024 > /sys/block/nbd0/queue/max_sectors_kb || say "max_sectors_kb failed"
 mount -o ro -t ext4 /dev/nbd0 /mnt || say "mount failed"
 {
   grep '^/dev/nbd0 ' /proc/mounts | sed 's/^/MOUNT /'
@@ -117,6 +123,8 @@ mount -o ro -t ext4 /dev/nbd0 /mnt || say "mount failed"
   touch /mnt/new 2>/dev/null && echo "WRITE allowed" || echo "WRITE refused"
   echo "DEVICE-SIZE $(blockdev --getsize64 /dev/nbd0)"
   echo "DEVICE-SHA256 $(sha256sum < /dev/nbd0 | cut -d' ' -f1)"
+  # 4 MiB direct reads: the kernel splits them into 1 MiB requests.
+  echo "DEVICE-SHA256-DIRECT $(dd if=/dev/nbd0 bs=4M iflag=direct 2>/dev/null | sha256sum | cut -d' ' -f1)"
   echo "DONE"
 } > /dev/ttyS1 2>&1
 umount /mnt
@@ -154,6 +162,10 @@ check "every file's SHA-256 equals its object's" \
   diff <(grep '^SHA256 ' "$TMP/expected-files" | sort) <(grep '^SHA256 ' "$TMP/results" | sort)
 check "file count, device size and whole-device SHA-256 equal the expected image's" \
   diff "$TMP/expected-device" <(grep -E '^(FILES|DEVICE-SIZE|DEVICE-SHA256) ' "$TMP/results")
+check "the device read with 4 MiB direct reads (max_sectors_kb=1024) equals the expected image" \
+  grep -qx "DEVICE-SHA256-DIRECT $(sha256sum < "$TMP/expected.img" | cut -d' ' -f1)" "$TMP/results"
+check "nbdkit refused no request as too large" \
+  bash -c '! grep -q "over the maximum block size" "$1"' _ "$TMP/nbdkit.log"
 if [ "$t_failed" -ne 0 ]; then
   echo "---- guest console" >&2; cat "$TMP/console.log" >&2 || true
   echo "---- guest findings" >&2; cat "$TMP/results" >&2 || true
