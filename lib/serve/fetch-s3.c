@@ -107,6 +107,7 @@ s3_fetch (struct fetcher *base, struct cache *c, struct cache_fill *fill,
   g->iovcnt = iovcnt;
   memcpy (g->iov, iov, (size_t)iovcnt * sizeof *iov);
   s3_request_get_range (&g->req, bucket, o->key, off, len, o->etag, NULL);
+  g->req.expect_size = o->size;
   g->req.buf_len = 0;
   g->req.iov = g->iov;
   g->req.iovcnt = iovcnt;
