@@ -5,10 +5,11 @@
  * thread may submit a request (s3_engine_submit puts it on the submitted
  * list under the lock and wakes the multi handle); exactly one thread runs
  * the engine (s3_engine_run), which:
- *   1. moves submitted requests to the ready queue, and delayed retries
- *      whose time has come;
- *   2. starts ready requests while fewer than max_inflight are running:
- *      each attempt is signed afresh (new date, current credentials);
+ *   1. moves submitted requests to the ready queue, and starts delayed
+ *      retries whose time has come;
+ *   2. starts ready requests while fewer than max_inflight are running
+ *      or waiting to retry: each attempt is signed afresh (new date,
+ *      current credentials);
  *   3. lets curl move bytes: a GET body goes straight into the caller's
  *      buffer, never past its end (the body and header callbacks are in
  *      response.c);
@@ -21,11 +22,13 @@
  * Retries (retry.c has the policy): a request's deadline, timeout=,
  * counts from its submission and bounds every attempt too (curl's
  * CURLOPT_TIMEOUT_MS is what is left of it), so a server that trickles
- * or stalls cannot hold a request past it; a stall is cut sooner, after
- * stall_timeout_s below STALL_BYTES_PER_S, and retried.  Each retry takes
+ * or stalls cannot hold a request past it; a stall (no byte for
+ * stall_timeout_s, or less than STALL_BYTES_PER_S) is cut sooner, and
+ * retried.  A retry waiting
+ * out its delay keeps its place among the max_inflight.  Each retry takes
  * tokens from the client's quota (c->quota, shared by its engines, an
- * atomic counter), each success gives some back: when nearly everything
- * fails the quota runs dry and failures are final at once.
+ * atomic counter), each success gives them back: when most requests
+ * fail the quota runs dry and failures are final at once.
  *
  * This file has the queues, starting attempts and the loop; response.c
  * reads responses and decides what they mean; engineint.h is what the
@@ -92,6 +95,7 @@ struct s3_engine
   /* Engine thread only. */
   struct queue ready;
   struct attempt *delayed; /* sorted by ready_ms */
+  unsigned ndelayed;       /* length of delayed */
   struct attempt *running; /* added to the multi handle */
   unsigned inflight;       /* length of running */
 };
@@ -240,6 +244,9 @@ attempt_reset (struct attempt *a)
   a->iov_off = 0;
   a->put_off = 0;
   a->overflow = false;
+  a->stalled = false;
+  a->moved = 0;
+  a->moved_ms = 0;
   a->refused = false;
   a->body_ok = 0;
   a->range_hdr = 0;
@@ -523,6 +530,33 @@ setopt_failed (struct attempt *a, const char *opt, CURLcode cc)
                     "curl_easy_setopt %s: %s", opt, curl_easy_strerror (cc));
 }
 
+/* CURLOPT_XFERINFOFUNCTION: ends an attempt that has moved no byte for
+ * stall_timeout_s.  curl's low-speed limit alone would notice a body that
+ * stops after a fast start seconds late, as it averages the speed over
+ * the last 5 s; this clock starts at the last byte.  curl calls it at
+ * least once a second (the low-speed check wakes it).
+ */
+static int
+xferinfo_cb (void *arg, curl_off_t dltotal, curl_off_t dlnow,
+             curl_off_t ultotal, curl_off_t ulnow)
+{
+  struct attempt *a = arg;
+  uint64_t now = s3_now_ms ();
+
+  (void)dltotal;
+  (void)ultotal;
+  if (a->moved_ms == 0 || dlnow + ulnow != a->moved)
+    {
+      a->moved = dlnow + ulnow;
+      a->moved_ms = now;
+      return 0;
+    }
+  if (now - a->moved_ms < (uint64_t)a->e->client->stall_timeout_s * 1000)
+    return 0;
+  a->stalled = true;
+  return 1;
+}
+
 /* Every option of one attempt, on a handle just reset. */
 static int
 set_options (struct attempt *a, uint64_t left)
@@ -547,12 +581,16 @@ set_options (struct attempt *a, uint64_t left)
   SETOPT (a, CURLOPT_CONNECTTIMEOUT_MS,
           (long)(c->connect_timeout_ms < left ? c->connect_timeout_ms : left));
   SETOPT (a, CURLOPT_TIMEOUT_MS, (long)left);
-  /* A stall (no answer, or a body that stops) is cut long before the
-   * deadline, and retried on another connection; curl counts it in whole
-   * seconds.
+  /* A stall (no answer, a body that stops: no byte for stall_timeout_s,
+   * xferinfo_cb; or less than STALL_BYTES_PER_S over as long, curl's
+   * average) is cut long before the deadline, and retried on another
+   * connection.
    */
   SETOPT (a, CURLOPT_LOW_SPEED_LIMIT, (long)STALL_BYTES_PER_S);
   SETOPT (a, CURLOPT_LOW_SPEED_TIME, (long)c->stall_timeout_s);
+  SETOPT (a, CURLOPT_NOPROGRESS, 0L);
+  SETOPT (a, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+  SETOPT (a, CURLOPT_XFERINFODATA, a);
   if (c->no_verify_tls)
     {
       SETOPT (a, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -666,6 +704,7 @@ delay_push (struct s3_engine *e, struct attempt *a)
     p = &(*p)->next;
   a->next = *p;
   *p = a;
+  e->ndelayed++;
 }
 
 /* After an attempt judged RETRY (a->r->err says why): queues the next
@@ -690,7 +729,7 @@ retry_later (struct s3_engine *e, struct attempt *a)
       a->stopped = "no retry: the retry quota is spent";
       return false;
     }
-  a->last_cost = cost;
+  a->taken += cost;
   a->ready_ms = now + delay;
   delay_push (e, a);
   if (c->log)
@@ -747,7 +786,7 @@ completed (struct s3_engine *e, CURL *easy, CURLcode cc)
   if (v == RETRY && retry_later (e, a))
     return;
   if (v == DONE_OK)
-    retry_quota_success (&c->quota, a->last_cost);
+    retry_quota_success (&c->quota, a->taken);
   finish (e, a, v == DONE_OK);
 }
 
@@ -791,13 +830,20 @@ start_ready (struct s3_engine *e)
   while ((a = queue_pop (&e->submitted)))
     queue_push (&e->ready, a);
   unlock (e);
+  /* A retry keeps its slot while it waits: backing off lowers the
+   * request rate (what SlowDown asks), and the requests holding retry
+   * quota tokens stay at most max_inflight.
+   */
   while (e->delayed && e->delayed->ready_ms <= now)
     {
       a = e->delayed;
       e->delayed = a->next;
-      queue_push (&e->ready, a);
+      e->ndelayed--;
+      if (start_attempt (e, a) == -1)
+        finish (e, a, false);
     }
-  while (e->inflight < e->max_inflight && (a = queue_pop (&e->ready)))
+  while (e->inflight + e->ndelayed < e->max_inflight
+         && (a = queue_pop (&e->ready)))
     if (start_attempt (e, a) == -1)
       finish (e, a, false);
 }

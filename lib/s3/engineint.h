@@ -34,7 +34,7 @@ struct attempt
   uint64_t start_ms;     /* submission: the deadline counts from it */
   uint64_t ready_ms;     /* when a delayed retry may start */
   enum retry_class why;  /* of the last failure judged RETRY */
-  unsigned last_cost;    /* quota tokens the last retry took; 0: none */
+  unsigned taken;        /* quota tokens its retries took so far */
   const char *stopped;   /* why no retry followed a RETRY, if not the
                             deadline or the count */
   char payload_hash[65]; /* PUT: computed once */
@@ -48,11 +48,14 @@ struct attempt
   int iov_i;      /* iov: where the next byte goes */
   size_t iov_off;
   size_t put_off;
-  bool overflow; /* server sent more than asked for */
-  bool refused;  /* a 2xx that is not the range asked: stopped unread */
-  int body_ok;   /* 0 not yet known, 1 the range asked, 2 maybe (a 200
-                    of unknown length), -1 not */
-  int range_hdr; /* Content-Range: 0 none, 1 parsed, -1 garbage */
+  bool overflow;     /* server sent more than asked for */
+  bool stalled;      /* no byte moved for stall_timeout_s: ended */
+  curl_off_t moved;  /* bytes moved, up and down, when last seen */
+  uint64_t moved_ms; /* when that changed; 0: not yet seen */
+  bool refused;      /* a 2xx that is not the range asked: stopped unread */
+  int body_ok;       /* 0 not yet known, 1 the range asked, 2 maybe (a 200
+                        of unknown length), -1 not */
+  int range_hdr;     /* Content-Range: 0 none, 1 parsed, -1 garbage */
   uint64_t range_first, range_last, range_total;
   char range_raw[48]; /* a garbage Content-Range, for the message */
   struct strbuf errbody;

@@ -510,6 +510,13 @@ s3_response_decide (const struct s3_client *c, struct attempt *a, CURLcode cc,
                 r->iov ? r->range_len : (uint64_t)r->buf_len);
       return protocol_retry (a, why);
     }
+  if (a->stalled)
+    {
+      s3bd_fail (&r->err, S3BD_ENET, "stalled: no data for %u s",
+                 c->stall_timeout_s);
+      a->why = RETRY_TIMEOUT;
+      return RETRY;
+    }
   if (cc != CURLE_OK)
     {
       if (cc == CURLE_WRITE_ERROR || cc == CURLE_OUT_OF_MEMORY)

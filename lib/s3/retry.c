@@ -15,10 +15,11 @@
  *
  * The quota is the SDKs' too: every retry takes tokens from one bucket
  * per client (more after a timeout, which cost the most time), every
- * success gives some back.  Scattered failures are paid for by the
- * successes around them; when nearly everything fails the bucket runs
- * dry, and requests then fail at their first error instead of each
- * spending its whole deadline on an endpoint that is gone.
+ * success gives back what its retries took (retry.h says why all of it,
+ * where the SDKs give back the last retry's).  Scattered failures cost
+ * nothing in the end; when most requests fail the bucket runs dry, and
+ * requests then fail at their first error instead of each spending its
+ * whole deadline on an endpoint that is gone.
  */
 #include <string.h>
 
@@ -143,7 +144,8 @@ retry_allowed (const struct retry_policy *p, unsigned attempts,
 {
   if (attempts >= p->max_attempts)
     return false;
-  return elapsed_ms <= p->budget_ms && delay_ms <= p->budget_ms - elapsed_ms;
+  /* An attempt that would start at the deadline could only time out. */
+  return elapsed_ms < p->budget_ms && delay_ms < p->budget_ms - elapsed_ms;
 }
 
 void
@@ -174,9 +176,9 @@ retry_quota_take (struct retry_quota *q, unsigned cost)
 }
 
 void
-retry_quota_success (struct retry_quota *q, unsigned last_cost)
+retry_quota_success (struct retry_quota *q, unsigned taken)
 {
-  unsigned give = last_cost ? last_cost : RETRY_SUCCESS_REFUND;
+  unsigned give = taken ? taken : RETRY_SUCCESS_REFUND;
   unsigned have = atomic_load (&q->tokens), want;
 
   /* have <= capacity: nothing adds past it. */

@@ -833,6 +833,38 @@ test_stall_is_retried (void **state)
   assert_true (ms >= 900 && ms < 3500);
 }
 
+/* A body that stops half way, the connection kept open: the engine's
+ * own clock ends the attempt stall-timeout after the last byte (curl's
+ * low-speed limit, which averages over 5 s, would take seconds more),
+ * and the retry's bytes are the ones handed out.
+ */
+static void
+test_stall_mid_body_is_retried (void **state)
+{
+  static const struct step script[] = {
+    { "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/100\r\n"
+      "Content-Length: 10\r\n\r\n01234",
+      false, 0 },
+    { GOOD_206_0_9, false, 0 },
+  };
+  struct s3_config cfg = base_config ();
+  struct s3_request r;
+  char buf[10];
+  uint64_t t0, ms;
+
+  (void)state;
+  cfg.stall_timeout_s = 1;
+  use_client (&cfg);
+  SCRIPT (script);
+  memset (buf, 'Z', sizeof buf);
+  t0 = s3_now_ms ();
+  assert_int_equal (get (&r, 0, 10, NULL, buf), 0);
+  ms = elapsed_ms (t0);
+  assert_memory_equal (buf, "0123456789", 10);
+  assert_int_equal (r.attempts, 2);
+  assert_true (ms >= 900 && ms < 2500);
+}
+
 /* A server that sends a body slowly, but fast enough for the stall
  * limit (3.2 KB/s): the request's deadline ends it, not the body's end
  * (20000 bytes: about 6 s).  No byte is handed out.
@@ -1281,6 +1313,8 @@ main (void)
     cmocka_unit_test_setup_teardown (test_bad_content_range_every_time, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_stall_is_retried, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_stall_mid_body_is_retried, setup,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_trickle_ends_at_deadline, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_hang_ends_at_deadline, setup,

@@ -105,6 +105,7 @@ t_next_attempt (struct t *t)
   a->iov_i = 0;
   a->iov_off = 0;
   a->overflow = false;
+  a->stalled = false;
   a->refused = false;
   a->body_ok = 0;
   a->range_hdr = 0;
@@ -555,6 +556,16 @@ test_curl_errors (void **state)
   assert_error (&t, S3BD_ENET, "Failed to connect");
   assert_int_equal (t.r.err.http_status, 0);
   assert_int_equal (t.a.why, RETRY_TRANSIENT);
+  t_free (&t);
+
+  /* A stall the engine's clock ended (xferinfo_cb): curl says only that
+   * a callback aborted, the attempt says why.
+   */
+  t_range (&t, 0, 4, NULL, buf);
+  t.a.stalled = true;
+  assert_int_equal (decide (&t, CURLE_ABORTED_BY_CALLBACK, 206, 4), RETRY);
+  assert_error (&t, S3BD_ENET, "stalled: no data for 5 s");
+  assert_int_equal (t.a.why, RETRY_TIMEOUT);
   t_free (&t);
 
   /* A timeout (the deadline, a stall) costs the quota more. */

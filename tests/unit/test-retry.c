@@ -261,14 +261,17 @@ test_allowed (void **state)
   assert_false (retry_allowed (&once, 1, 0, 0));
   assert_false (retry_allowed (&none, 1, 0, 0));
   /* No count: only the deadline says no. */
-  assert_true (retry_allowed (&defaults, 1000000, 59999, 1));
+  assert_true (retry_allowed (&defaults, 1000000, 59998, 1));
 
-  /* The deadline includes the delay, and its edge is allowed. */
-  assert_true (retry_allowed (&p, 1, 59000, 1000));
+  /* The deadline includes the delay; an attempt must start before it. */
+  assert_true (retry_allowed (&p, 1, 59000, 999));
+  assert_false (retry_allowed (&p, 1, 59000, 1000));
   assert_false (retry_allowed (&p, 1, 59000, 1001));
   assert_false (retry_allowed (&p, 1, 60001, 0));
-  assert_true (retry_allowed (&p, 1, 60000, 0));
-  assert_false (retry_allowed (&p, 1, 0, 60001));
+  assert_false (retry_allowed (&p, 1, 60000, 0));
+  assert_true (retry_allowed (&p, 1, 59999, 0));
+  assert_false (retry_allowed (&p, 1, 0, 60000));
+  assert_true (retry_allowed (&p, 1, 0, 59999));
   assert_false (retry_allowed (&p, 1, UINT64_MAX, UINT32_MAX));
   assert_false (retry_allowed (&p, 1, UINT64_MAX - 10, 100));
 }
@@ -302,7 +305,7 @@ test_quota (void **state)
   assert_false (retry_quota_take (&q, RETRY_COST));
   assert_int_equal (retry_quota_tokens (&q), 0);
 
-  /* A success at the first try gives 1, after a retry what it took. */
+  /* A success at the first try gives 1, after retries all they took. */
   retry_quota_success (&q, 0);
   assert_int_equal (retry_quota_tokens (&q), 1);
   assert_false (retry_quota_take (&q, RETRY_COST)); /* none taken */
@@ -311,6 +314,8 @@ test_quota (void **state)
   assert_int_equal (retry_quota_tokens (&q), 11);
   assert_true (retry_quota_take (&q, RETRY_TIMEOUT_COST));
   assert_int_equal (retry_quota_tokens (&q), 1);
+  retry_quota_success (&q, 3 * RETRY_COST);
+  assert_int_equal (retry_quota_tokens (&q), 16);
 
   /* Near the top, a refund stops at the capacity. */
   retry_quota_init (&q, 12);
@@ -370,59 +375,81 @@ test_quota_threads (void **state)
                     100000 + refunds - retry_quota_tokens (&q));
 }
 
-/* The policy as a whole, over many requests, each failing each attempt
- * with probability p_fail (a fixed sequence): the number of requests
- * that end in error, and of retries.  Time is not simulated: each
- * request may retry until its deadline, which a storm never reaches
- * (retry_allowed is tested above), so only the quota can end one.
+/* The policy as a whole: `requests` requests, `inflight` at a time, in
+ * rounds where each makes an attempt that fails with probability p_fail
+ * (a fixed sequence).  A success gives back its tokens and makes room
+ * for the next request.  Returns how many ended in error; *retries, how
+ * many retries were made.  Time is not simulated: the deadline is
+ * tested above, and a storm does not reach it.
  */
 static unsigned
-simulate (double p_fail, unsigned requests, unsigned *retries)
+simulate (double p_fail, unsigned requests, unsigned inflight,
+          unsigned *retries)
 {
   struct retry_quota q;
+  unsigned taken[64];
   uint64_t seed = 7;
-  unsigned failed = 0;
+  unsigned failed = 0, started = 0, done = 0, n = 0;
 
+  assert_true (inflight <= 64);
   retry_quota_init (&q, RETRY_QUOTA_TOKENS);
   *retries = 0;
-  for (unsigned i = 0; i < requests; i++)
+  while (done < requests)
     {
-      unsigned last_cost = 0, attempts = 0;
+      unsigned next = 0;
 
-      for (;;)
+      while (n < inflight && started < requests)
+        {
+          taken[n++] = 0;
+          started++;
+        }
+      for (unsigned i = 0; i < n; i++)
         {
           double u = (double)(next_random (&seed) >> 11) / (double)(1ULL << 53);
 
-          attempts++;
           if (u >= p_fail)
             {
-              retry_quota_success (&q, last_cost);
-              break;
+              retry_quota_success (&q, taken[i]);
+              done++;
             }
-          if (attempts >= 50 || !retry_quota_take (&q, RETRY_COST))
+          else if (!retry_quota_take (&q, RETRY_COST))
             {
               failed++;
-              break;
+              done++;
             }
-          last_cost = RETRY_COST;
-          (*retries)++;
+          else
+            {
+              (*retries)++;
+              taken[next++] = taken[i] + RETRY_COST;
+            }
         }
+      n = next;
     }
   return failed;
 }
 
-/* A 30% SlowDown storm over thousands of GETs: every one succeeds.  A
- * dead endpoint: after 100 retries the quota is spent, and every
- * request after that fails at its first attempt.
+/* A 30% SlowDown storm over thousands of GETs, 64 in flight: every one
+ * succeeds.  When most fail (90%), the quota caps the retries: some
+ * requests fail instead of each retrying nine times.  A dead endpoint:
+ * after 100 retries the quota is spent, and every request after that
+ * fails at its first attempt.
  */
 static void
 test_storm_and_dead_endpoint (void **state)
 {
-  unsigned retries;
+  unsigned retries, failed;
 
-  assert_int_equal (simulate (0.3, 10000, &retries), 0);
+  assert_int_equal (simulate (0.3, 10000, 64, &retries), 0);
   assert_true (retries > 3500 && retries < 5000); /* ~10000 * 0.3/0.7 */
-  assert_int_equal (simulate (1.0, 1000, &retries), 1000);
+  assert_int_equal (simulate (0.3, 10000, 1, &retries), 0);
+
+  failed = simulate (0.9, 10000, 64, &retries);
+  assert_true (failed > 5000);
+  assert_true (retries < 10000); /* not 90000 */
+
+  assert_int_equal (simulate (1.0, 1000, 64, &retries), 1000);
+  assert_int_equal (retries, 100);
+  assert_int_equal (simulate (1.0, 1000, 1, &retries), 1000);
   assert_int_equal (retries, 100);
 }
 
