@@ -44,7 +44,9 @@
 /* Whether a 2xx answer to a ranged GET is the range asked for, from its
  * status, Content-Length (cl, -1: none) and Content-Range: 1 yes; 2
  * maybe, a 200 at offset 0 of unknown length (the body's length tells);
- * -1 no, with the reason in why (n bytes; why may be NULL when n is 0).
+ * -1 no, with the reason in why (n bytes; why may be NULL when n is 0);
+ * -2 no, and never will be: the range runs past the object's end, and
+ * the server answered the part of it there is.
  */
 static int
 answer_is_range (const struct attempt *a, long status, curl_off_t cl, char *why,
@@ -91,6 +93,18 @@ answer_is_range (const struct attempt *a, long status, curl_off_t cl, char *why,
                 "bytes %" PRIu64 "-%" PRIu64 ", got '%s'",
                 r->range_off, last, a->range_raw);
       return -1;
+    }
+  if (a->range_first == r->range_off && a->range_last < last
+      && a->range_last + 1 == a->range_total
+      && (r->expect_size == 0 || r->expect_size == a->range_total))
+    {
+      snprintf (why, n,
+                "range runs past the object's end: asked for bytes %" PRIu64
+                "-%" PRIu64 ", got Content-Range bytes %" PRIu64 "-%" PRIu64
+                "/%" PRIu64,
+                r->range_off, last, a->range_first, a->range_last,
+                a->range_total);
+      return -2;
     }
   if (a->range_first != r->range_off || a->range_last != last)
     {
@@ -432,10 +446,17 @@ http_error (const struct s3_client *c, struct attempt *a, int status)
   return DONE_ERROR;
 }
 
-/* A broken answer: described, and worth another try. */
+/* A broken answer (answer_is_range -1, or a bad body): described, and
+ * worth another try.  A range past the object's end (-2) is final.
+ */
 static enum verdict
-protocol_retry (struct attempt *a, const char *why)
+protocol_retry (struct attempt *a, const char *why, int answer)
 {
+  if (answer == -2)
+    {
+      s3bd_fail (&a->r->err, S3BD_ERANGE, "%s", why);
+      return DONE_ERROR;
+    }
   s3bd_fail (&a->r->err, S3BD_EPROTO, "%s", why);
   a->why = RETRY_TRANSIENT;
   return RETRY;
@@ -456,20 +477,22 @@ check_success (struct attempt *a, int status, curl_off_t cl)
   if (r->ranged)
     {
       /* Again, whole: a body that never started was not judged. */
-      if (answer_is_range (a, status, cl, why, sizeof why) < 0)
-        return protocol_retry (a, why);
+      int answer = answer_is_range (a, status, cl, why, sizeof why);
+
+      if (answer < 0)
+        return protocol_retry (a, why, answer);
       if (a->written != r->range_len)
         {
           snprintf (why, sizeof why, "short body: %zu of %" PRIu64 " bytes",
                     a->written, r->range_len);
-          return protocol_retry (a, why);
+          return protocol_retry (a, why, -1);
         }
     }
   else if (r->buf && a->written != r->buf_len)
     {
       snprintf (why, sizeof why, "body of %zu bytes, expected %zu", a->written,
                 r->buf_len);
-      return protocol_retry (a, why);
+      return protocol_retry (a, why, -1);
     }
   if (!r->buf && !r->iov)
     {
@@ -499,16 +522,18 @@ s3_response_decide (const struct s3_client *c, struct attempt *a, CURLcode cc,
   if (a->refused)
     {
       /* The headers that refused it are still there to say why. */
-      if (answer_is_range (a, status, content_length, why, sizeof why) >= 0)
+      int answer = answer_is_range (a, status, content_length, why, sizeof why);
+
+      if (answer >= 0)
         snprintf (why, sizeof why, "not the range asked for");
-      return protocol_retry (a, why);
+      return protocol_retry (a, why, answer < 0 ? answer : -1);
     }
   if (a->overflow)
     {
       snprintf (why, sizeof why,
                 "response body longer than the %" PRIu64 " bytes asked for",
                 r->iov ? r->range_len : (uint64_t)r->buf_len);
-      return protocol_retry (a, why);
+      return protocol_retry (a, why, -1);
     }
   if (a->stalled)
     {

@@ -295,6 +295,34 @@ test_206_wrong_total (void **state)
   assert_error (&t, S3BD_EPROTO, "Content-Length 5 for bytes 10-19");
   t_free (&t);
 
+  /* A range running past the object's end, answered with what there is
+   * (S3 does that): no retry will change it.
+   */
+  t_range (&t, 90, 20, NULL, buf);
+  hdr (&t, "HTTP/1.1 206 Partial Content\r\n");
+  hdr (&t, "Content-Range: bytes 90-99/100\r\n");
+  assert_int_equal (body (&t, "0123456789", 206, 10), 0);
+  assert_int_equal (decide (&t, CURLE_WRITE_ERROR, 206, 10), DONE_ERROR);
+  assert_error (&t, S3BD_ERANGE,
+                "range runs past the object's end: asked for bytes 90-109, "
+                "got Content-Range bytes 90-99/100");
+  t_free (&t);
+  t_range (&t, 90, 20, NULL, buf);
+  t.r.expect_size = 100;
+  hdr (&t, "HTTP/1.1 206 Partial Content\r\n");
+  hdr (&t, "Content-Range: bytes 90-99/100\r\n");
+  assert_int_equal (decide (&t, CURLE_OK, 206, 10), DONE_ERROR);
+  assert_error (&t, S3BD_ERANGE, "runs past the object's end");
+  t_free (&t);
+  /* Unless the object is known to be longer: then the total is wrong. */
+  t_range (&t, 90, 20, NULL, buf);
+  t.r.expect_size = 200;
+  hdr (&t, "HTTP/1.1 206 Partial Content\r\n");
+  hdr (&t, "Content-Range: bytes 90-99/100\r\n");
+  assert_int_equal (decide (&t, CURLE_OK, 206, 10), RETRY);
+  assert_error (&t, S3BD_EPROTO, "got bytes 90-99/100");
+  t_free (&t);
+
   /* A body that never started is judged at the end all the same. */
   t_range (&t, 10, 10, NULL, buf);
   hdr (&t, "HTTP/1.1 206 Partial Content\r\n");
