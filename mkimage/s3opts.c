@@ -21,6 +21,7 @@ enum
   OPT_RETRIES,
   OPT_TIMEOUT,
   OPT_CONNECT_TIMEOUT,
+  OPT_STALL_TIMEOUT,
 };
 
 const struct option s3opts_long[] = {
@@ -36,6 +37,7 @@ const struct option s3opts_long[] = {
   { "retries", required_argument, NULL, OPT_RETRIES },
   { "timeout", required_argument, NULL, OPT_TIMEOUT },
   { "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
+  { "stall-timeout", required_argument, NULL, OPT_STALL_TIMEOUT },
   { NULL, 0, NULL, 0 },
 };
 
@@ -51,10 +53,12 @@ const char s3opts_help[]
       "  --no-verify-tls     do not verify certificates (testing only)\n"
       "  --anonymous         unsigned requests (public buckets)\n"
       "  --connections N     transfers in flight (default 64)\n"
-      "  --retries N         attempts per request (default 8)\n"
+      "  --retries N         attempts per request at most (default: until\n"
+      "                      --timeout, within the retry quota)\n"
       "  --timeout S         seconds for a whole request, retries included\n"
       "                      (default 60)\n"
-      "  --connect-timeout S seconds to connect (default 5)\n";
+      "  --connect-timeout S seconds to connect (default 5)\n"
+      "  --stall-timeout S   retry an attempt stalled this long (default 5)\n";
 
 unsigned
 opt_count (const char *prog, const char *opt, const char *s, unsigned min,
@@ -91,6 +95,7 @@ static const struct
   { OPT_RETRIES, "retries", NULL },
   { OPT_TIMEOUT, "timeout", NULL },
   { OPT_CONNECT_TIMEOUT, "connect-timeout", NULL },
+  { OPT_STALL_TIMEOUT, "stall-timeout", NULL },
 };
 
 void

@@ -39,7 +39,7 @@ static const char usage[]
       "                      cache, allocated before the clock starts\n"
       "presign options:\n"
       "  --expires SECONDS   default 3600\n"
-      "  -v, --verbose       timings on stderr\n"
+      "  -v, --verbose       timings and retries on stderr\n"
       "\n";
 
 enum
@@ -354,6 +354,14 @@ out:
   return ret;
 }
 
+/* -v: the engine's line per retry. */
+static void
+log_stderr (enum s3bd_log_level level, const char *msg)
+{
+  (void)level;
+  fprintf (stderr, "%s\n", msg);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -444,6 +452,8 @@ main (int argc, char **argv)
       fputs (usage, stderr);
       goto out;
     }
+  cfg.log = log_stderr;
+  cfg.verbose = o.verbose;
   if (s3_client_new (&cfg, &c, &err) == -1)
     {
       fprintf (stderr, "s3bd-s3: %s\n", err.msg);

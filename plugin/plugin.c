@@ -71,7 +71,9 @@
  */
 #define MAX_REQUEST (1u << 20)
 
-/* -D s3bd.verbose=1: one debug line per fetch and per prefetch decision. */
+/* -D s3bd.verbose=1: one debug line per fetch, per retry and per
+ * prefetch decision.
+ */
 NBDKIT_DLL_PUBLIC int s3bd_debug_verbose = 0;
 
 struct s3bd_state s3bd;
@@ -219,6 +221,9 @@ s3bd_get_ready (void)
   struct s3bd_error err = { 0 };
   struct fetch_s3_config fc = { 0 };
 
+  /* A line per retry at -D s3bd.verbose=1. */
+  params.s3.log = plugin_log;
+  params.s3.verbose = s3bd_debug_verbose;
   if (s3_client_new (&params.s3, &s3bd.client, &err) == -1)
     goto fail;
   if (load_index (&err) == -1)

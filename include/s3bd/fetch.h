@@ -17,6 +17,7 @@
 #include <sys/uio.h>
 
 #include "s3bd/error.h"
+#include "s3bd/log.h"
 
 struct fetcher;
 
@@ -105,21 +106,6 @@ void fetcher_stop (struct fetcher *f);
 void fetcher_get_stats (struct fetcher *f, struct fetch_stats *s);
 /* f may be NULL. */
 void fetcher_free (struct fetcher *f);
-
-/* Where a backend's log lines go: the plugin sends them to nbdkit's log,
- * a command to stderr.  msg is one line, with no newline.
- */
-enum s3bd_log_level
-{
-  S3BD_LOG_ERROR,
-  S3BD_LOG_INFO, /* once-only news, e.g. a hydration complete */
-  S3BD_LOG_DEBUG
-};
-typedef void s3bd_log_fn (enum s3bd_log_level level, const char *msg);
-
-/* Formats one line and hands it to log; log NULL says nothing. */
-void s3bd_logf (s3bd_log_fn *log, enum s3bd_log_level level, const char *fmt,
-                ...) __attribute__ ((format (printf, 3, 4)));
 
 /* ---- The S3 backend (fetch-s3.c) ---- */
 

@@ -3,10 +3,13 @@
  * A client holds configuration and credentials.  Requests run on an
  * engine: one curl multi handle with a pool of keep-alive connections,
  * driven by one thread, with many transfers in flight.  Bodies of ranged
- * GETs are written straight into the caller's buffer.  Transient failures
- * (5xx, SlowDown, RequestTimeout, connection resets, timeouts) are retried
- * with exponential backoff and full jitter, bounded in count and time; a
- * 403, 404, 412 or 416 is never retried.
+ * GETs are written straight into the caller's buffer.  Each request has
+ * a deadline (timeout=) from its submission to the end of its last
+ * attempt.  Transient failures (5xx, SlowDown, RequestTimeout, connection
+ * resets, stalls, timeouts, and answers that are not the range asked for)
+ * are retried until then, with exponential backoff and full jitter, while
+ * the client's retry quota lasts (the AWS SDKs' standard mode); a 403,
+ * 404, 412 or 416 is never retried.
  *
  * Two ways to use it:
  *  - blocking: s3_head, s3_get, s3_put, s3_list... run on the client's own
@@ -25,6 +28,7 @@
 
 #include "s3bd/creds.h"
 #include "s3bd/error.h"
+#include "s3bd/log.h"
 
 enum s3_addressing
 {
@@ -42,18 +46,28 @@ struct s3_config
   /* NULL: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, us-east-1 */
   const char *region;
   enum s3_addressing addressing;
-  bool no_verify_tls;          /* default: verify certificates */
-  const char *ca_file;         /* NULL: AWS_CA_BUNDLE, else system store */
-  unsigned connect_timeout_ms; /* default 5000 */
-  unsigned request_timeout_ms; /* whole transfer; default 0: none, but */
-  unsigned low_speed_time_s;   /* abort below 1 KiB/s for this long; 30 */
-  unsigned max_attempts;       /* per request, default 8 */
-  unsigned retry_base_ms;      /* default 100 */
-  unsigned retry_cap_ms;       /* one delay at most, default 5000 */
-  unsigned retry_budget_ms;    /* whole request incl. retries, 60000;
-                                  also caps an attempt's connect and
-                                  stall timeouts */
-  unsigned max_connections;    /* per engine, default 64 */
+  bool no_verify_tls;              /* default: verify certificates */
+  const char *ca_file;             /* NULL: AWS_CA_BUNDLE, else system store */
+  unsigned connect_timeout_ms;     /* default 5000, at most what is left of
+                                      the deadline */
+  unsigned stall_timeout_s;        /* an attempt below 1 KiB/s for this long
+                                      is cut (and retried); default 5 */
+  unsigned max_attempts;           /* per request; default 0: no count, only
+                                      the deadline and the quota */
+  unsigned retry_base_ms;          /* backoff base, default 100 */
+  unsigned retry_throttle_base_ms; /* after throttling, default 500 */
+  unsigned retry_cap_ms;           /* one delay at most, default 20000 */
+  unsigned retry_budget_ms;        /* the deadline of a request, from
+                                      submission to the end of its last
+                                      attempt; default 60000 */
+  unsigned retry_quota;            /* tokens of the client's retry quota,
+                                      default RETRY_QUOTA_TOKENS (500) */
+  unsigned max_connections;        /* per engine, default 64 */
+  /* Debug lines (one per retry: request, reason, attempt, delay) go to
+   * log when verbose is set; NULL says nothing.
+   */
+  s3bd_log_fn *log;
+  int verbose;
   struct creds_config creds;
 };
 
@@ -62,10 +76,14 @@ struct s3_config
  * (docs/s3-client.md):
  *   endpoint, region, profile, ca-file   strings (kept, not copied)
  *   path-style, tls-verify, anonymous    booleans
- *   connections, retries                 counts
+ *   connections, retries                 counts (retries: attempts at
+ *                                        most; default no count)
  *   timeout                              seconds: the deadline of a whole
  *                                        request, retries included
  *   connect-timeout                      seconds: of one connection
+ *   stall-timeout                        seconds: an attempt that moves
+ *                                        less than 1 KiB/s for this long
+ *                                        is cut and retried
  * Returns 0, -1 with err set (nothing changed) for a bad value, or 1 when
  * name is not one of these.
  */
@@ -115,6 +133,10 @@ struct s3_request
   uint64_t range_off;
   uint64_t range_len;   /* > 0 when ranged */
   const char *if_match; /* ETag as listed, quotes included */
+  /* > 0: the object's size as listed, which a ranged GET's answer must
+   * agree with (the total of its Content-Range, or the length of a 200).
+   */
+  uint64_t expect_size;
   /* GET body: into buf[0..buf_len) when buf is set (exactly buf_len bytes
    * expected for a ranged GET), else into a growing malloc'd buffer that
    * the caller frees (body, body_len).

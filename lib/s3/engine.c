@@ -5,18 +5,30 @@
  * thread may submit a request (s3_engine_submit puts it on the submitted
  * list under the lock and wakes the multi handle); exactly one thread runs
  * the engine (s3_engine_run), which:
- *   1. moves submitted requests to the ready queue, and delayed retries
- *      whose time has come;
- *   2. starts ready requests while fewer than max_inflight are running:
- *      each attempt is signed afresh (new date, current credentials);
+ *   1. moves submitted requests to the ready queue, and starts delayed
+ *      retries whose time has come;
+ *   2. starts ready requests while fewer than max_inflight are running
+ *      or waiting to retry: each attempt is signed afresh (new date,
+ *      current credentials);
  *   3. lets curl move bytes: a GET body goes straight into the caller's
  *      buffer, never past its end (the body and header callbacks are in
  *      response.c);
  *   4. judges each finished attempt (s3_response_judge, response.c):
  *      success; a transient failure that the retry policy allows (queued
- *      again after a jittered delay); or a final error, described once in
- *      the request's err.  Then it calls the request's done callback,
- *      after which it never touches the request.
+ *      again after a jittered delay, logged at verbose); or a final
+ *      error, described once in the request's err.  Then it calls the
+ *      request's done callback, after which it never touches the request.
+ *
+ * Retries (retry.c has the policy): a request's deadline, timeout=,
+ * counts from its submission and bounds every attempt too (curl's
+ * CURLOPT_TIMEOUT_MS is what is left of it), so a server that trickles
+ * or stalls cannot hold a request past it; a stall (no byte for
+ * stall_timeout_s, or less than STALL_BYTES_PER_S) is cut sooner, and
+ * retried.  A retry waiting
+ * out its delay keeps its place among the max_inflight.  Each retry takes
+ * tokens from the client's quota (c->quota, shared by its engines, an
+ * atomic counter), each success gives them back: when most requests
+ * fail the quota runs dry and failures are final at once.
  *
  * This file has the queues, starting attempts and the loop; response.c
  * reads responses and decides what they mean; engineint.h is what the
@@ -58,6 +70,9 @@
  */
 #define WAKEUP_LOST_MS 20
 
+/* Below this an attempt is stalled (for stall_timeout_s). */
+#define STALL_BYTES_PER_S 1024
+
 struct queue
 {
   struct attempt *head, *tail;
@@ -80,6 +95,7 @@ struct s3_engine
   /* Engine thread only. */
   struct queue ready;
   struct attempt *delayed; /* sorted by ready_ms */
+  unsigned ndelayed;       /* length of delayed */
   struct attempt *running; /* added to the multi handle */
   unsigned inflight;       /* length of running */
 };
@@ -228,9 +244,14 @@ attempt_reset (struct attempt *a)
   a->iov_off = 0;
   a->put_off = 0;
   a->overflow = false;
+  a->stalled = false;
+  a->moved = 0;
+  a->moved_ms = 0;
+  a->refused = false;
   a->body_ok = 0;
-  a->have_range = false;
+  a->range_hdr = 0;
   a->range_first = a->range_last = a->range_total = 0;
+  a->range_raw[0] = '\0';
   strbuf_free (&a->errbody);
   strbuf_free (&a->growbody);
   a->curl_err[0] = '\0';
@@ -475,14 +496,13 @@ out:
   return ret;
 }
 
-/* What is left of the request's retry budget (timeout=), at least 1 ms.
- * The policy only decides whether to start another attempt; it is this
- * that keeps an attempt from outliving the budget by waiting on a server
- * that accepts connections and never answers (a frozen process: the
- * kernel still completes the handshake), for up to low_speed_time_s.
+/* What is left of the request's deadline (timeout=), at least 1 ms: the
+ * most an attempt may take, connecting included, so that no server, be
+ * it frozen (the kernel still completes the handshake), trickling or
+ * stalled, holds a request past it.
  */
 static uint64_t
-budget_left_ms (const struct s3_client *c, const struct attempt *a)
+deadline_left_ms (const struct s3_client *c, const struct attempt *a)
 {
   uint64_t spent = s3_now_ms () - a->start_ms;
 
@@ -510,6 +530,33 @@ setopt_failed (struct attempt *a, const char *opt, CURLcode cc)
                     "curl_easy_setopt %s: %s", opt, curl_easy_strerror (cc));
 }
 
+/* CURLOPT_XFERINFOFUNCTION: ends an attempt that has moved no byte for
+ * stall_timeout_s.  curl's low-speed limit alone would notice a body that
+ * stops after a fast start seconds late, as it averages the speed over
+ * the last 5 s; this clock starts at the last byte.  curl calls it at
+ * least once a second (the low-speed check wakes it).
+ */
+static int
+xferinfo_cb (void *arg, curl_off_t dltotal, curl_off_t dlnow,
+             curl_off_t ultotal, curl_off_t ulnow)
+{
+  struct attempt *a = arg;
+  uint64_t now = s3_now_ms ();
+
+  (void)dltotal;
+  (void)ultotal;
+  if (a->moved_ms == 0 || dlnow + ulnow != a->moved)
+    {
+      a->moved = dlnow + ulnow;
+      a->moved_ms = now;
+      return 0;
+    }
+  if (now - a->moved_ms < (uint64_t)a->e->client->stall_timeout_s * 1000)
+    return 0;
+  a->stalled = true;
+  return 1;
+}
+
 /* Every option of one attempt, on a handle just reset. */
 static int
 set_options (struct attempt *a, uint64_t left)
@@ -533,21 +580,17 @@ set_options (struct attempt *a, uint64_t left)
   SETOPT (a, CURLOPT_NOPROXY, "*");
   SETOPT (a, CURLOPT_CONNECTTIMEOUT_MS,
           (long)(c->connect_timeout_ms < left ? c->connect_timeout_ms : left));
-  if (c->request_timeout_ms)
-    SETOPT (a, CURLOPT_TIMEOUT_MS, (long)c->request_timeout_ms);
-  if (c->low_speed_time_s)
-    {
-      /* A stall ends the attempt when the budget runs out (curl counts
-       * whole seconds), but a transfer still moving data is never cut:
-       * a large object may take longer than the budget to arrive.
-       */
-      uint64_t stall_s = (left + 999) / 1000;
-
-      if (stall_s > c->low_speed_time_s)
-        stall_s = c->low_speed_time_s;
-      SETOPT (a, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-      SETOPT (a, CURLOPT_LOW_SPEED_TIME, (long)stall_s);
-    }
+  SETOPT (a, CURLOPT_TIMEOUT_MS, (long)left);
+  /* A stall (no answer, a body that stops: no byte for stall_timeout_s,
+   * xferinfo_cb; or less than STALL_BYTES_PER_S over as long, curl's
+   * average) is cut long before the deadline, and retried on another
+   * connection.
+   */
+  SETOPT (a, CURLOPT_LOW_SPEED_LIMIT, (long)STALL_BYTES_PER_S);
+  SETOPT (a, CURLOPT_LOW_SPEED_TIME, (long)c->stall_timeout_s);
+  SETOPT (a, CURLOPT_NOPROGRESS, 0L);
+  SETOPT (a, CURLOPT_XFERINFOFUNCTION, xferinfo_cb);
+  SETOPT (a, CURLOPT_XFERINFODATA, a);
   if (c->no_verify_tls)
     {
       SETOPT (a, CURLOPT_SSL_VERIFYPEER, 0L);
@@ -575,7 +618,7 @@ start_attempt (struct s3_engine *e, struct attempt *a)
   struct s3_client *c = e->client;
   struct s3_request *r = a->r;
   char *host = NULL, *path = NULL;
-  uint64_t left = budget_left_ms (c, a);
+  uint64_t left = deadline_left_ms (c, a);
   CURLMcode mc;
 
   attempt_reset (a);
@@ -630,9 +673,11 @@ finish (struct s3_engine *e, struct attempt *a, bool ok)
       uint64_t ms = s3_now_ms () - a->start_ms;
 
       s3_request_describe (r, what, sizeof what);
-      if (r->attempts > 1)
-        s3bd_error_prefix (&r->err, "%s (after %u attempts in %" PRIu64 " ms)",
-                           what, r->attempts, ms);
+      if (r->attempts > 1 || a->stopped)
+        s3bd_error_prefix (
+            &r->err, "%s (after %u attempt%s in %" PRIu64 " ms%s%s)", what,
+            r->attempts, r->attempts == 1 ? "" : "s", ms,
+            a->stopped ? ", " : "", a->stopped ? a->stopped : "");
       else
         s3bd_error_prefix (&r->err, "%s", what);
     }
@@ -659,6 +704,42 @@ delay_push (struct s3_engine *e, struct attempt *a)
     p = &(*p)->next;
   a->next = *p;
   *p = a;
+  e->ndelayed++;
+}
+
+/* After an attempt judged RETRY (a->r->err says why): queues the next
+ * one after its delay, and logs that, when the count, the deadline and
+ * the client's retry quota allow; else returns false, and a->stopped
+ * names the quota when it was what said no.
+ */
+static bool
+retry_later (struct s3_engine *e, struct attempt *a)
+{
+  struct s3_client *c = e->client;
+  struct s3_request *r = a->r;
+  unsigned delay = retry_delay_ms (&c->retry, a->why, r->attempts, random64 ());
+  unsigned cost = retry_cost (a->why);
+  uint64_t now = s3_now_ms ();
+  char what[512];
+
+  if (!retry_allowed (&c->retry, r->attempts, now - a->start_ms, delay))
+    return false;
+  if (!retry_quota_take (&c->quota, cost))
+    {
+      a->stopped = "no retry: the retry quota is spent";
+      return false;
+    }
+  a->taken += cost;
+  a->ready_ms = now + delay;
+  delay_push (e, a);
+  if (c->log)
+    {
+      s3_request_describe (r, what, sizeof what);
+      s3bd_logf (c->log, S3BD_LOG_DEBUG,
+                 "s3bd: %s: attempt %u: %s; retry in %u ms", what, r->attempts,
+                 r->err.msg, delay);
+    }
+  return true;
 }
 
 /* Takes the attempt that owns easy off the running list, or returns
@@ -702,18 +783,10 @@ completed (struct s3_engine *e, CURL *easy, CURLcode cc)
       return;
     }
   v = s3_response_judge (c, a, cc);
-  if (v == RETRY)
-    {
-      unsigned delay = retry_delay_ms (&c->retry, a->r->attempts, random64 ());
-      uint64_t now = s3_now_ms ();
-
-      if (retry_allowed (&c->retry, a->r->attempts, now - a->start_ms, delay))
-        {
-          a->ready_ms = now + delay;
-          delay_push (e, a);
-          return;
-        }
-    }
+  if (v == RETRY && retry_later (e, a))
+    return;
+  if (v == DONE_OK)
+    retry_quota_success (&c->quota, a->taken);
   finish (e, a, v == DONE_OK);
 }
 
@@ -757,13 +830,20 @@ start_ready (struct s3_engine *e)
   while ((a = queue_pop (&e->submitted)))
     queue_push (&e->ready, a);
   unlock (e);
+  /* A retry keeps its slot while it waits: backing off lowers the
+   * request rate (what SlowDown asks), and the requests holding retry
+   * quota tokens stay at most max_inflight.
+   */
   while (e->delayed && e->delayed->ready_ms <= now)
     {
       a = e->delayed;
       e->delayed = a->next;
-      queue_push (&e->ready, a);
+      e->ndelayed--;
+      if (start_attempt (e, a) == -1)
+        finish (e, a, false);
     }
-  while (e->inflight < e->max_inflight && (a = queue_pop (&e->ready)))
+  while (e->inflight + e->ndelayed < e->max_inflight
+         && (a = queue_pop (&e->ready)))
     if (start_attempt (e, a) == -1)
       finish (e, a, false);
 }

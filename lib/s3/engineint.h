@@ -10,6 +10,8 @@
 
 #include <curl/curl.h>
 
+#include "s3bd/retry.h"
+
 /* Relative to this file, so that unit tests, which have only the public
  * include directory, can include it too.
  */
@@ -29,8 +31,12 @@ struct attempt
   CURL *easy;
   struct curl_slist *headers;
   char *url;
-  uint64_t start_ms;     /* first attempt */
+  uint64_t start_ms;     /* submission: the deadline counts from it */
   uint64_t ready_ms;     /* when a delayed retry may start */
+  enum retry_class why;  /* of the last failure judged RETRY */
+  unsigned taken;        /* quota tokens its retries took so far */
+  const char *stopped;   /* why no retry followed a RETRY, if not the
+                            deadline or the count */
   char payload_hash[65]; /* PUT: computed once */
   /* iov GETs: buffers [0, final) were reported final (r->progress), the
    * first final_bytes bytes of the body: no attempt writes them again.
@@ -42,10 +48,16 @@ struct attempt
   int iov_i;      /* iov: where the next byte goes */
   size_t iov_off;
   size_t put_off;
-  bool overflow; /* server sent more than asked for */
-  int body_ok;   /* 0 unknown, 1 the range asked, -1 not */
-  bool have_range;
+  bool overflow;     /* server sent more than asked for */
+  bool stalled;      /* no byte moved for stall_timeout_s: ended */
+  curl_off_t moved;  /* bytes moved, up and down, when last seen */
+  uint64_t moved_ms; /* when that changed; 0: not yet seen */
+  bool refused;      /* a 2xx that is not the range asked: stopped unread */
+  int body_ok;       /* 0 not yet known, 1 the range asked, 2 maybe (a 200
+                        of unknown length), -1 not */
+  int range_hdr;     /* Content-Range: 0 none, 1 parsed, -1 garbage */
   uint64_t range_first, range_last, range_total;
+  char range_raw[48]; /* a garbage Content-Range, for the message */
   struct strbuf errbody;
   struct strbuf growbody;
   char curl_err[CURL_ERROR_SIZE];
@@ -87,7 +99,7 @@ enum verdict s3_response_judge (const struct s3_client *c, struct attempt *a,
 
 /* The judgement itself, given the status and Content-Length (-1: none).
  * On DONE_ERROR and RETRY, a->r->err says why (RETRY: in case the retry
- * policy says no more).
+ * policy says no more), and on RETRY a->why is the failure's class.
  */
 enum verdict s3_response_decide (const struct s3_client *c, struct attempt *a,
                                  CURLcode cc, long status,

@@ -8,6 +8,14 @@
  * once in the request's err).  Kept apart from the queues and the loop
  * so that what makes a response acceptable can be read in one place.
  *
+ * A 2xx answer to a ranged GET that is not the range asked for (a 200
+ * with the whole object, a Content-Range missing, garbage, shifted or
+ * with the wrong total) is known from its headers, before its first body
+ * byte: its body is never written anywhere, the transfer is stopped, and
+ * the attempt is retried like any transient failure, as is a body
+ * shorter or longer than the range.  One bad answer from a proxy or load
+ * balancer costs a retry, never an error or a wrong byte.
+ *
  * The curl callbacks and s3_response_judge only ask curl for the status
  * and Content-Length; s3_response_body and s3_response_decide take them
  * as arguments and decide everything else, so that tests can feed them
@@ -33,30 +41,117 @@
 
 /* ---- curl callbacks ---- */
 
-/* Whether a 2xx response's body is exactly the range asked for, from its
- * headers (all in by the first body byte); decided once per attempt.
- * check_success judges the whole response again at the end.
+/* Whether a 2xx answer to a ranged GET is the range asked for, from its
+ * status, Content-Length (cl, -1: none) and Content-Range: 1 yes; 2
+ * maybe, a 200 at offset 0 of unknown length (the body's length tells);
+ * -1 no, with the reason in why (n bytes; why may be NULL when n is 0);
+ * -2 no, and never will be: the range runs past the object's end, and
+ * the server answered the part of it there is.
  */
-static bool
+static int
+answer_is_range (const struct attempt *a, long status, curl_off_t cl, char *why,
+                 size_t n)
+{
+  const struct s3_request *r = a->r;
+  uint64_t last = r->range_off + r->range_len - 1;
+
+  if (status == 200)
+    {
+      /* A server that ignores Range sends the whole object: the range
+       * only when the range is the whole object.
+       */
+      if (r->range_off == 0 && (cl < 0 || (uint64_t)cl == r->range_len)
+          && (r->expect_size == 0 || r->expect_size == r->range_len))
+        return cl < 0 ? 2 : 1;
+      if (cl >= 0)
+        snprintf (why, n,
+                  "server ignored the range (HTTP 200, %" PRIu64 " bytes)",
+                  (uint64_t)cl);
+      else
+        snprintf (why, n,
+                  "server ignored the range (HTTP 200, length "
+                  "unknown)");
+      return -1;
+    }
+  if (status != 206)
+    {
+      snprintf (why, n, "server ignored the range (HTTP %ld)", status);
+      return -1;
+    }
+  if (a->range_hdr == 0)
+    {
+      snprintf (why, n,
+                "wrong Content-Range in the response: asked for "
+                "bytes %" PRIu64 "-%" PRIu64 ", got none",
+                r->range_off, last);
+      return -1;
+    }
+  if (a->range_hdr < 0)
+    {
+      snprintf (why, n,
+                "garbage Content-Range in the response: asked for "
+                "bytes %" PRIu64 "-%" PRIu64 ", got '%s'",
+                r->range_off, last, a->range_raw);
+      return -1;
+    }
+  if (a->range_first == r->range_off && a->range_last < last
+      && a->range_last + 1 == a->range_total
+      && (r->expect_size == 0 || r->expect_size == a->range_total))
+    {
+      snprintf (why, n,
+                "range runs past the object's end: asked for bytes %" PRIu64
+                "-%" PRIu64 ", got Content-Range bytes %" PRIu64 "-%" PRIu64
+                "/%" PRIu64,
+                r->range_off, last, a->range_first, a->range_last,
+                a->range_total);
+      return -2;
+    }
+  if (a->range_first != r->range_off || a->range_last != last)
+    {
+      snprintf (why, n,
+                "wrong Content-Range in the response: asked for "
+                "bytes %" PRIu64 "-%" PRIu64 ", got bytes %" PRIu64 "-%" PRIu64
+                "/%" PRIu64,
+                r->range_off, last, a->range_first, a->range_last,
+                a->range_total);
+      return -1;
+    }
+  if (a->range_total <= last
+      || (r->expect_size && a->range_total != r->expect_size))
+    {
+      if (r->expect_size)
+        snprintf (why, n,
+                  "wrong Content-Range total in the response: bytes "
+                  "%" PRIu64 "-%" PRIu64 "/%" PRIu64 ", the object has %" PRIu64
+                  " bytes",
+                  a->range_first, a->range_last, a->range_total,
+                  r->expect_size);
+      else
+        snprintf (why, n,
+                  "wrong Content-Range total in the response: bytes "
+                  "%" PRIu64 "-%" PRIu64 "/%" PRIu64 " ends past the object",
+                  a->range_first, a->range_last, a->range_total);
+      return -1;
+    }
+  if (cl >= 0 && (uint64_t)cl != r->range_len)
+    {
+      snprintf (why, n,
+                "Content-Length %" PRIu64 " for bytes %" PRIu64 "-%" PRIu64,
+                (uint64_t)cl, r->range_off, last);
+      return -1;
+    }
+  return 1;
+}
+
+/* The same, decided once per attempt, at its first body byte: by then
+ * every header is in.
+ */
+static int
 body_is_range (struct attempt *a, long status, curl_off_t cl)
 {
-  struct s3_request *r = a->r;
-
   if (a->body_ok == 0)
-    {
-      bool ok;
-
-      if (!r->ranged)
-        ok = false;
-      else if (status == 206)
-        ok = a->have_range && a->range_first == r->range_off
-             && a->range_last == r->range_off + r->range_len - 1;
-      else
-        ok = status == 200 && r->range_off == 0 && cl >= 0
-             && (uint64_t)cl == r->range_len;
-      a->body_ok = ok ? 1 : -1;
-    }
-  return a->body_ok == 1;
+    a->body_ok = answer_is_range (a, status, cl, NULL, 0);
+  return a->body_ok;
 }
 
 size_t
@@ -70,6 +165,12 @@ s3_response_body (struct attempt *a, const char *data, size_t n, long status,
       if (a->errbody.len + n <= ERROR_BODY_MAX)
         strbuf_add (&a->errbody, data, n);
       return n;
+    }
+  if (r->ranged && body_is_range (a, status, content_length) < 0)
+    {
+      /* Not the bytes asked for: none of them goes anywhere. */
+      a->refused = true;
+      return 0;
     }
   if (r->iov)
     {
@@ -105,7 +206,7 @@ s3_response_body (struct attempt *a, const char *data, size_t n, long status,
             }
         }
       if (r->progress && a->iov_i > a->final
-          && body_is_range (a, status, content_length))
+          && body_is_range (a, status, content_length) == 1)
         {
           a->final = a->iov_i;
           a->final_bytes = a->written + n - a->iov_off;
@@ -175,6 +276,53 @@ header_is (const char *line, size_t len, const char *name, size_t *vstart)
   return true;
 }
 
+/* "bytes FIRST-LAST/TOTAL", decimal, FIRST <= LAST: the only form a
+ * 206 for one range may have here (an unknown total, "*", is refused as
+ * well: the total is checked).  sscanf would take signs, spaces and
+ * numbers that overflow.
+ */
+static bool
+parse_content_range (const char *s, uint64_t *first, uint64_t *last,
+                     uint64_t *total)
+{
+  uint64_t *out[3] = { first, last, total };
+  const char sep[3] = { '-', '/', '\0' };
+
+  if (strncasecmp (s, "bytes ", 6) != 0)
+    return false;
+  s += 6;
+  for (int i = 0; i < 3; i++)
+    {
+      uint64_t v = 0;
+
+      if (*s < '0' || *s > '9')
+        return false;
+      for (; *s >= '0' && *s <= '9'; s++)
+        {
+          if (v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+            return false;
+          v = v * 10 + (uint64_t)(*s - '0');
+        }
+      if (*s++ != sep[i])
+        return false;
+      *out[i] = v;
+    }
+  return *first <= *last;
+}
+
+/* A header value from the server, cut to fit and with anything but
+ * printable ASCII replaced: it goes into messages and logs.
+ */
+static void
+printable (char *dst, size_t n, const char *src)
+{
+  size_t i;
+
+  for (i = 0; src[i] && i + 1 < n; i++)
+    dst[i] = src[i] >= 0x20 && src[i] < 0x7f && src[i] != '\'' ? src[i] : '?';
+  dst[i] = '\0';
+}
+
 size_t
 s3_response_header_cb (char *line, size_t size, size_t nmemb, void *arg)
 {
@@ -187,7 +335,7 @@ s3_response_header_cb (char *line, size_t size, size_t nmemb, void *arg)
     {
       /* A new response (after 100 Continue, say): forget the last one. */
       r->etag[0] = r->last_modified[0] = '\0';
-      a->have_range = false;
+      a->range_hdr = 0;
       return len;
     }
   if (header_is (line, len, "ETag", &v))
@@ -198,9 +346,12 @@ s3_response_header_cb (char *line, size_t size, size_t nmemb, void *arg)
   else if (header_is (line, len, "Content-Range", &v))
     {
       copy_header_value (val, sizeof val, line + v, len - v);
-      a->have_range = sscanf (val, "bytes %" SCNu64 "-%" SCNu64 "/%" SCNu64,
-                              &a->range_first, &a->range_last, &a->range_total)
-                      == 3;
+      a->range_hdr = parse_content_range (val, &a->range_first, &a->range_last,
+                                          &a->range_total)
+                         ? 1
+                         : -1;
+      if (a->range_hdr < 0)
+        printable (a->range_raw, sizeof a->range_raw, val);
     }
   return len;
 }
@@ -224,7 +375,8 @@ http_error (const struct s3_client *c, struct attempt *a, int status)
   r->err.http_status = status;
   snprintf (r->err.s3_code, sizeof r->err.s3_code, "%s", code);
 
-  if (retry_is_transient (0, status, code))
+  a->why = retry_classify (0, status, code);
+  if (a->why != RETRY_NEVER)
     {
       s3bd_fail (&r->err, S3BD_ESERVER, "HTTP %d%s%s%s%s", status,
                  code[0] ? " " : "", code, message[0] ? ": " : "", message);
@@ -294,58 +446,53 @@ http_error (const struct s3_client *c, struct attempt *a, int status)
   return DONE_ERROR;
 }
 
+/* A broken answer (answer_is_range -1, or a bad body): described, and
+ * worth another try.  A range past the object's end (-2) is final.
+ */
+static enum verdict
+protocol_retry (struct attempt *a, const char *why, int answer)
+{
+  if (answer == -2)
+    {
+      s3bd_fail (&a->r->err, S3BD_ERANGE, "%s", why);
+      return DONE_ERROR;
+    }
+  s3bd_fail (&a->r->err, S3BD_EPROTO, "%s", why);
+  a->why = RETRY_TRANSIENT;
+  return RETRY;
+}
+
 /* Checks a 2xx response against what was asked for. */
 static enum verdict
 check_success (struct attempt *a, int status, curl_off_t cl)
 {
   struct s3_request *r = a->r;
+  char why[256];
 
   r->content_length = cl >= 0 ? (uint64_t)cl : a->written;
-  r->object_size = a->have_range ? a->range_total : r->content_length;
+  r->object_size = a->range_hdr > 0 ? a->range_total : r->content_length;
 
   if (r->method != S3_GET)
     return DONE_OK;
   if (r->ranged)
     {
-      uint64_t last = r->range_off + r->range_len - 1;
+      /* Again, whole: a body that never started was not judged. */
+      int answer = answer_is_range (a, status, cl, why, sizeof why);
 
-      if (status == 206)
-        {
-          if (!a->have_range || a->range_first != r->range_off
-              || a->range_last != last)
-            {
-              s3bd_fail (&r->err, S3BD_EPROTO,
-                         "wrong Content-Range in the response: asked for "
-                         "bytes %" PRIu64 "-%" PRIu64 ", got %s",
-                         r->range_off, last,
-                         a->have_range ? "another range" : "none");
-              return DONE_ERROR;
-            }
-        }
-      else if (!(status == 200 && r->range_off == 0
-                 && r->content_length == r->range_len))
-        {
-          /* A server that ignores Range sends the whole object: only
-           * acceptable when that is exactly the range.
-           */
-          s3bd_fail (&r->err, S3BD_EPROTO,
-                     "server ignored the range (HTTP %d, %" PRIu64 " bytes)",
-                     status, r->content_length);
-          return DONE_ERROR;
-        }
+      if (answer < 0)
+        return protocol_retry (a, why, answer);
       if (a->written != r->range_len)
         {
-          s3bd_fail (&r->err, S3BD_EPROTO,
-                     "short body: %zu of %" PRIu64 " bytes", a->written,
-                     r->range_len);
-          return DONE_ERROR;
+          snprintf (why, sizeof why, "short body: %zu of %" PRIu64 " bytes",
+                    a->written, r->range_len);
+          return protocol_retry (a, why, -1);
         }
     }
   else if (r->buf && a->written != r->buf_len)
     {
-      s3bd_fail (&r->err, S3BD_EPROTO, "body of %zu bytes, expected %zu",
-                 a->written, r->buf_len);
-      return DONE_ERROR;
+      snprintf (why, sizeof why, "body of %zu bytes, expected %zu", a->written,
+                r->buf_len);
+      return protocol_retry (a, why, -1);
     }
   if (!r->buf && !r->iov)
     {
@@ -367,16 +514,33 @@ s3_response_decide (const struct s3_client *c, struct attempt *a, CURLcode cc,
                     long status, curl_off_t content_length)
 {
   struct s3_request *r = a->r;
+  char why[256];
 
   r->status = (int)status;
   s3bd_error_clear (&r->err);
 
+  if (a->refused)
+    {
+      /* The headers that refused it are still there to say why. */
+      int answer = answer_is_range (a, status, content_length, why, sizeof why);
+
+      if (answer >= 0)
+        snprintf (why, sizeof why, "not the range asked for");
+      return protocol_retry (a, why, answer < 0 ? answer : -1);
+    }
   if (a->overflow)
     {
-      s3bd_fail (&r->err, S3BD_EPROTO,
-                 "response body longer than the %" PRIu64 " bytes asked for",
-                 r->iov ? r->range_len : (uint64_t)r->buf_len);
-      return DONE_ERROR;
+      snprintf (why, sizeof why,
+                "response body longer than the %" PRIu64 " bytes asked for",
+                r->iov ? r->range_len : (uint64_t)r->buf_len);
+      return protocol_retry (a, why, -1);
+    }
+  if (a->stalled)
+    {
+      s3bd_fail (&r->err, S3BD_ENET, "stalled: no data for %u s",
+                 c->stall_timeout_s);
+      a->why = RETRY_TIMEOUT;
+      return RETRY;
     }
   if (cc != CURLE_OK)
     {
@@ -390,7 +554,8 @@ s3_response_decide (const struct s3_client *c, struct attempt *a, CURLcode cc,
       if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE
           || cc == CURLE_SSL_CONNECT_ERROR)
         r->err.code = S3BD_EINVAL; /* TLS set-up: not going to heal */
-      return retry_is_transient ((int)cc, 0, "") ? RETRY : DONE_ERROR;
+      a->why = retry_classify ((int)cc, 0, "");
+      return a->why != RETRY_NEVER ? RETRY : DONE_ERROR;
     }
   if (status >= 200 && status < 300)
     return check_success (a, (int)status, content_length);

@@ -4,6 +4,7 @@
  */
 #include <ctype.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,13 +208,20 @@ s3_client_new (const struct s3_config *cfg, struct s3_client **out,
     goto fail;
   c->connect_timeout_ms
       = cfg->connect_timeout_ms ? cfg->connect_timeout_ms : 5000;
-  c->request_timeout_ms = cfg->request_timeout_ms;
-  c->low_speed_time_s = cfg->low_speed_time_s ? cfg->low_speed_time_s : 30;
+  c->stall_timeout_s = cfg->stall_timeout_s ? cfg->stall_timeout_s : 5;
   c->max_connections = cfg->max_connections ? cfg->max_connections : 64;
-  c->retry.max_attempts = cfg->max_attempts ? cfg->max_attempts : 8;
+  /* The AWS SDKs' standard mode, but with no count by default: the
+   * deadline and the quota bound the retries.
+   */
+  c->retry.max_attempts = cfg->max_attempts ? cfg->max_attempts : UINT_MAX;
   c->retry.base_ms = cfg->retry_base_ms ? cfg->retry_base_ms : 100;
-  c->retry.cap_ms = cfg->retry_cap_ms ? cfg->retry_cap_ms : 5000;
+  c->retry.throttle_base_ms
+      = cfg->retry_throttle_base_ms ? cfg->retry_throttle_base_ms : 500;
+  c->retry.cap_ms = cfg->retry_cap_ms ? cfg->retry_cap_ms : 20000;
   c->retry.budget_ms = cfg->retry_budget_ms ? cfg->retry_budget_ms : 60000;
+  retry_quota_init (&c->quota,
+                    cfg->retry_quota ? cfg->retry_quota : RETRY_QUOTA_TOKENS);
+  c->log = cfg->verbose ? cfg->log : NULL;
 
   if (creds_provider_new (&cfg->creds, &c->creds, err) == -1)
     goto fail;

@@ -11,6 +11,7 @@
 #define MAX_ATTEMPTS 100
 #define MAX_TIMEOUT_S 86400
 #define MAX_CONNECT_TIMEOUT_S 600
+#define MAX_STALL_TIMEOUT_S 600
 
 static int
 set_bool (const char *value, bool *out, struct s3bd_error *err)
@@ -80,6 +81,13 @@ s3_config_set (struct s3_config *cfg, const char *name, const char *value,
       if (parse_count (value, 1, MAX_TIMEOUT_S, &v, err))
         return -1;
       cfg->retry_budget_ms = (unsigned)v * 1000;
+      return 0;
+    }
+  if (strcmp (name, "stall-timeout") == 0)
+    {
+      if (parse_count (value, 1, MAX_STALL_TIMEOUT_S, &v, err))
+        return -1;
+      cfg->stall_timeout_s = (unsigned)v;
       return 0;
     }
   if (strcmp (name, "connect-timeout") == 0)

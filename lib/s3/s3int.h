@@ -21,10 +21,12 @@ struct s3_client
   bool no_verify_tls;
   char *ca_file;
   unsigned connect_timeout_ms;
-  unsigned request_timeout_ms;
-  unsigned low_speed_time_s;
+  unsigned stall_timeout_s;
   unsigned max_connections;
   struct retry_policy retry;
+  /* Shared by every engine of the client; atomic, no lock. */
+  struct retry_quota quota;
+  s3bd_log_fn *log; /* NULL unless verbose */
   struct creds_provider *creds;
   struct s3_engine *engine; /* for the blocking calls; lazily made */
 };

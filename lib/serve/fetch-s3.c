@@ -196,6 +196,7 @@ submit (struct s3_fetch *g)
 
   s3_request_get_range (&g->req, idx->buckets[o->bucket], o->key, g->r->off,
                         g->r->len, o->etag, NULL);
+  g->req.expect_size = o->size;
   g->req.buf_len = 0;
   g->req.iov = g->r->iov;
   g->req.iovcnt = g->r->iovcnt;

@@ -1,6 +1,4 @@
 /* s3bd: the fetch interface's optional calls.  See fetch.h. */
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 
 #include "s3bd/fetch.h"
@@ -31,18 +29,4 @@ fetcher_free (struct fetcher *f)
 {
   if (f && f->ops->free)
     f->ops->free (f);
-}
-
-void
-s3bd_logf (s3bd_log_fn *log, enum s3bd_log_level level, const char *fmt, ...)
-{
-  char line[1024];
-  va_list ap;
-
-  if (log == NULL)
-    return;
-  va_start (ap, fmt);
-  vsnprintf (line, sizeof line, fmt, ap);
-  va_end (ap);
-  log (level, line);
 }

@@ -152,6 +152,8 @@ test_s3_config_names (void **state)
   assert_int_equal (c.retry_budget_ms, 20000);
   assert_int_equal (s3_config_set (&c, "connect-timeout", "3", &err), 0);
   assert_int_equal (c.connect_timeout_ms, 3000);
+  assert_int_equal (s3_config_set (&c, "stall-timeout", "2", &err), 0);
+  assert_int_equal (c.stall_timeout_s, 2);
   /* Not an S3 option: the caller's to judge. */
   assert_int_equal (s3_config_set (&c, "cache-size", "1G", &err), 1);
   assert_int_equal (s3_config_set (&c, "timeout-ms", "5000", &err), 1);
@@ -172,6 +174,8 @@ test_s3_config_refusals_change_nothing (void **state)
     { "timeout", "60s", "expected a whole number from 1 to 86400" },
     { "timeout", "86401", "expected a whole number from 1 to 86400" },
     { "connect-timeout", "601", "expected a whole number from 1 to 600" },
+    { "stall-timeout", "0", "expected a whole number from 1 to 600" },
+    { "stall-timeout", "5s", "expected a whole number from 1 to 600" },
     { "path-style", "maybe", "expected true or false, got 'maybe'" },
     { "tls-verify", "", "expected true or false" },
     { "anonymous", "2", "expected true or false" },

@@ -2,9 +2,12 @@
  * engine against a tiny HTTP/1.1 server of the test's own, in a thread
  * on 127.0.0.1 at a port the kernel picks, that answers each request
  * with the next response of a script: a good 206, a 200 for a ranged
- * GET, a wrong, missing or garbage Content-Range, a short body and a
- * close, a 412, a 503 then a 206, keep-alive reuse.  Checked: what the
- * engine hands out, its error codes and messages, its stats.
+ * GET, a wrong, missing or garbage Content-Range or total (each retried),
+ * a short body and a close, a 412, a 503 then a 206, keep-alive reuse, no
+ * answer at all (a stall, cut and retried), a body trickled slower than
+ * the deadline allows, a dead endpoint that spends the retry quota.
+ * Checked: what the engine hands out, its error codes and messages, its
+ * stats, its log lines and its timing against the deadline.
  *
  * Failures of the multi handle cannot be caused from outside, so the
  * test interposes curl_multi_perform, curl_multi_poll and
@@ -79,7 +82,10 @@ struct step
 {
   const char *resp; /* sent as is; NULL: never answer */
   bool close;       /* close the connection after it */
+  size_t trickle;   /* > 0: sent this many bytes every TRICKLE_MS */
 };
+
+#define TRICKLE_MS 20
 
 struct seen
 {
@@ -98,7 +104,44 @@ struct conn
   int id;
   size_t len;
   char buf[16384];
+  /* A response being trickled: no other request is read meanwhile. */
+  const char *out;
+  size_t out_len, out_off, out_chunk;
+  uint64_t out_next_ms;
 };
+
+static uint64_t
+mono_ms (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Sends the next piece of a trickled response when its time has come;
+ * false: the client has gone, close c.
+ */
+static bool
+trickle (struct conn *c)
+{
+  size_t n;
+  ssize_t k;
+
+  if (c->out == NULL || mono_ms () < c->out_next_ms)
+    return true;
+  n = c->out_len - c->out_off;
+  if (n > c->out_chunk)
+    n = c->out_chunk;
+  k = send (c->fd, c->out + c->out_off, n, MSG_NOSIGNAL);
+  if (k <= 0)
+    return false;
+  c->out_off += (size_t)k;
+  c->out_next_ms += TRICKLE_MS;
+  if (c->out_off == c->out_len)
+    c->out = NULL;
+  return true;
+}
 
 static struct server
 {
@@ -159,7 +202,7 @@ serve_requests (struct conn *c)
 {
   char *end;
 
-  while ((end = strstr (c->buf, "\r\n\r\n")))
+  while (c->out == NULL && (end = strstr (c->buf, "\r\n\r\n")))
     {
       size_t reqlen = (size_t)(end + 4 - c->buf);
       const struct step *st = NULL;
@@ -190,6 +233,15 @@ serve_requests (struct conn *c)
         }
       if (st->resp == NULL)
         continue; /* hold: no answer, ever */
+      if (st->trickle)
+        {
+          c->out = st->resp;
+          c->out_len = strlen (st->resp);
+          c->out_off = 0;
+          c->out_chunk = st->trickle;
+          c->out_next_ms = mono_ms ();
+          continue;
+        }
       send_all (c->fd, st->resp, strlen (st->resp));
       if (st->close)
         return false;
@@ -211,14 +263,20 @@ server_thread (void *arg)
       pfd[0] = (struct pollfd){ .fd = srv.lfd, .events = POLLIN };
       for (size_t i = 0; i < nconns; i++)
         pfd[i + 1] = (struct pollfd){ .fd = conns[i].fd, .events = POLLIN };
-      if (poll (pfd, nconns + 1, 20) <= 0)
-        continue;
+      int np = poll (pfd, nconns + 1, TRICKLE_MS / 2);
+
       for (size_t i = nconns; i-- > 0;)
         {
           struct conn *c = &conns[i];
           ssize_t k;
 
-          if (!(pfd[i + 1].revents & (POLLIN | POLLHUP | POLLERR)))
+          if (!trickle (c))
+            {
+              close (c->fd);
+              conns[i] = conns[--nconns];
+              continue;
+            }
+          if (np <= 0 || !(pfd[i + 1].revents & (POLLIN | POLLHUP | POLLERR)))
             continue;
           k = recv (c->fd, c->buf + c->len, sizeof c->buf - 1 - c->len, 0);
           if (k > 0)
@@ -232,7 +290,7 @@ server_thread (void *arg)
               conns[i] = conns[--nconns];
             }
         }
-      if ((pfd[0].revents & POLLIN) && nconns < MAX_CONNS)
+      if (np > 0 && (pfd[0].revents & POLLIN) && nconns < MAX_CONNS)
         {
           int fd = accept (srv.lfd, NULL, NULL);
 
@@ -244,6 +302,7 @@ server_thread (void *arg)
               conns[nconns].fd = fd;
               conns[nconns].len = 0;
               conns[nconns].buf[0] = '\0';
+              conns[nconns].out = NULL;
               nconns++;
             }
         }
@@ -282,14 +341,49 @@ server_nseen (void)
 
 static struct s3_client *client;
 
+static struct s3_client *client;
+
+static char endpoint[64];
+
+/* The fixture's settings: 3 attempts, millisecond delays. */
+static struct s3_config
+base_config (void)
+{
+  struct s3_config cfg = { 0 };
+
+  cfg.endpoint = endpoint;
+  cfg.region = "us-east-1";
+  cfg.addressing = S3_ADDR_PATH;
+  cfg.creds.access_key = "AKIDTEST";
+  cfg.creds.secret_key = "secret";
+  cfg.connect_timeout_ms = 2000;
+  cfg.max_attempts = 3;
+  cfg.retry_base_ms = 1;
+  cfg.retry_throttle_base_ms = 1;
+  cfg.retry_cap_ms = 5;
+  cfg.retry_budget_ms = 20000;
+  cfg.max_connections = 4;
+  return cfg;
+}
+
+/* Replaces the fixture's client with one of cfg. */
+static void
+use_client (const struct s3_config *cfg)
+{
+  struct s3bd_error err = { 0 };
+
+  s3_client_free (client);
+  if (s3_client_new (cfg, &client, &err) == -1)
+    fail_msg ("s3_client_new: %s", err.msg);
+}
+
 static int
 setup (void **state)
 {
   struct sockaddr_in sa = { .sin_family = AF_INET };
   socklen_t salen = sizeof sa;
-  struct s3_config cfg = { 0 };
+  struct s3_config cfg;
   struct s3bd_error err = { 0 };
-  char endpoint[64];
 
   (void)state;
   memset (&srv, 0, sizeof srv);
@@ -308,17 +402,7 @@ setup (void **state)
     return -1;
 
   snprintf (endpoint, sizeof endpoint, "http://127.0.0.1:%d", srv.port);
-  cfg.endpoint = endpoint;
-  cfg.region = "us-east-1";
-  cfg.addressing = S3_ADDR_PATH;
-  cfg.creds.access_key = "AKIDTEST";
-  cfg.creds.secret_key = "secret";
-  cfg.connect_timeout_ms = 2000;
-  cfg.max_attempts = 3;
-  cfg.retry_base_ms = 1;
-  cfg.retry_cap_ms = 5;
-  cfg.retry_budget_ms = 20000;
-  cfg.max_connections = 4;
+  cfg = base_config ();
   if (s3_client_new (&cfg, &client, &err) == -1)
     {
       fprintf (stderr, "s3_client_new: %s\n", err.msg);
@@ -397,7 +481,7 @@ elapsed_ms (uint64_t t0)
 static void
 test_good_206 (void **state)
 {
-  static const struct step script[] = { { GOOD_206_10_19, false } };
+  static const struct step script[] = { { GOOD_206_10_19, false, 0 } };
   struct s3_request r;
   struct s3_stats s;
   char buf[10];
@@ -428,9 +512,9 @@ static void
 test_keepalive_reuse (void **state)
 {
   static const struct step script[] = {
-    { GOOD_206_10_19, false },
-    { GOOD_206_0_9, false },
-    { GOOD_206_10_19, false },
+    { GOOD_206_10_19, false, 0 },
+    { GOOD_206_0_9, false, 0 },
+    { GOOD_206_10_19, false, 0 },
   };
   struct s3_request r;
   char buf[10];
@@ -448,18 +532,20 @@ test_keepalive_reuse (void **state)
 }
 
 /* A 200 with the whole object for a ranged GET: right only when the
- * object is the range.  Not retried: today's documented policy (a 200
- * for a 206 is a final EPROTO).
+ * object is the range.  Otherwise a broken answer: retried, and the
+ * bytes handed out are those of the good answer after it.
  */
 static void
 test_200_for_range (void **state)
 {
   static const struct step script[] = {
-    { "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", false },
-    { "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", false },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", false, 0 },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", false, 0 },
+    { GOOD_206_10_19, false, 0 },
     { "HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n"
       "0123456789abcdefghijABCDEFGHIJ",
-      false },
+      false, 0 },
+    { GOOD_206_10_19, false, 0 },
   };
   struct s3_request r;
   struct s3_stats s;
@@ -472,40 +558,120 @@ test_200_for_range (void **state)
   assert_memory_equal (buf, "0123456789", 10);
   assert_int_equal (r.status, 200);
 
-  /* The right length, the wrong bytes. */
-  assert_int_equal (get (&r, 10, 10, NULL, buf), -1);
-  assert_error (&r, S3BD_EPROTO,
-                "GET s3://bkt/key bytes 10-19: server ignored the range "
-                "(HTTP 200, 10 bytes)");
-  assert_int_equal (r.attempts, 1);
+  /* The right length, the wrong bytes: retried. */
+  memset (buf, 'Z', sizeof buf);
+  assert_int_equal (get (&r, 10, 10, NULL, buf), 0);
+  assert_memory_equal (buf, "ABCDEFGHIJ", 10);
+  assert_int_equal (r.attempts, 2);
+  assert_int_equal (r.status, 206);
 
-  /* More than asked for: the transfer is stopped at the buffer's end. */
-  assert_int_equal (get (&r, 10, 10, NULL, buf), -1);
-  assert_error (&r, S3BD_EPROTO,
-                "GET s3://bkt/key bytes 10-19: response body longer than "
-                "the 10 bytes asked for");
-  assert_int_equal (r.attempts, 1);
+  /* More than asked for: stopped at its first byte, retried. */
+  assert_int_equal (get (&r, 10, 10, NULL, buf), 0);
+  assert_memory_equal (buf, "ABCDEFGHIJ", 10);
+  assert_int_equal (r.attempts, 2);
 
   s = stats ();
-  assert_int_equal (s.requests, 3);
-  assert_int_equal (s.retries, 0);
-  assert_int_equal (s.failures, 2);
+  assert_int_equal (s.requests, 5);
+  assert_int_equal (s.retries, 2);
+  assert_int_equal (s.failures, 0);
 }
 
+/* A proxy that always answers 200: the retries end with the reason. */
+static void
+test_200_for_range_every_time (void **state)
+{
+  static const struct step script[] = {
+    { "HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n"
+      "0123456789abcdefghijABCDEFGHIJ",
+      false, 0 },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n"
+      "0123456789abcdefghijABCDEFGHIJ",
+      false, 0 },
+    { "HTTP/1.1 200 OK\r\nContent-Length: 30\r\n\r\n"
+      "0123456789abcdefghijABCDEFGHIJ",
+      false, 0 },
+  };
+  struct s3_request r;
+  char buf[10];
+
+  (void)state;
+  SCRIPT (script);
+  memset (buf, 'Z', sizeof buf);
+  assert_int_equal (get (&r, 10, 10, NULL, buf), -1);
+  assert_error (&r, S3BD_EPROTO,
+                "GET s3://bkt/key bytes 10-19 (after 3 attempts in ");
+  assert_error (&r, S3BD_EPROTO,
+                "ms): server ignored the range (HTTP 200, 30 bytes)");
+  assert_memory_equal (buf, "ZZZZZZZZZZ", 10);
+  assert_int_equal (stats ().failures, 1);
+}
+
+/* Shifted, missing and garbage Content-Range, and a wrong total: each
+ * retried, and the good answer after it is what is handed out.
+ */
 static void
 test_bad_content_range (void **state)
 {
   static const struct step script[] = {
     { "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/100\r\n"
       "Content-Length: 10\r\n\r\n0123456789",
-      false },
+      false, 0 },
+    { GOOD_206_10_19, false, 0 },
     { "HTTP/1.1 206 Partial Content\r\n"
       "Content-Length: 10\r\n\r\n0123456789",
-      false },
+      false, 0 },
+    { GOOD_206_10_19, false, 0 },
     { "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes ten-19/100\r\n"
       "Content-Length: 10\r\n\r\n0123456789",
-      false },
+      false, 0 },
+    { GOOD_206_10_19, false, 0 },
+    { "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 10-19/99\r\n"
+      "Content-Length: 10\r\n\r\n0123456789",
+      false, 0 },
+    { GOOD_206_10_19, false, 0 },
   };
+  struct s3_request r;
+  char buf[10];
+
+  (void)state;
+  SCRIPT (script);
+  for (int i = 0; i < 4; i++)
+    {
+      memset (buf, 'Z', sizeof buf);
+      s3_request_get_range (&r, "bkt", "key", 10, 10, NULL, buf);
+      r.expect_size = 100;
+      struct s3_request *rp = &r;
+      assert_int_equal (s3_perform (client, &rp, 1), 0);
+      assert_memory_equal (buf, "ABCDEFGHIJ", 10);
+      assert_int_equal (r.attempts, 2);
+    }
+  assert_int_equal (server_nseen (), 8);
+  assert_int_equal (stats ().retries, 4);
+  assert_int_equal (stats ().failures, 0);
+}
+
+/* When they never clear, the error says what was wrong: "garbage" for
+ * a Content-Range that does not parse.
+ */
+static void
+test_bad_content_range_every_time (void **state)
+{
+#define GARBAGE                                                                \
+  {                                                                            \
+    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes ten-19/100\r\n"      \
+    "Content-Length: 10\r\n\r\n0123456789",                                    \
+        false, 0                                                               \
+  }
+#define NONE                                                                   \
+  {                                                                            \
+    "HTTP/1.1 206 Partial Content\r\n"                                         \
+    "Content-Length: 10\r\n\r\n0123456789",                                    \
+        false, 0                                                               \
+  }
+  static const struct step script[]
+      = { GARBAGE, GARBAGE, GARBAGE, NONE, NONE, NONE };
+#undef GARBAGE
+#undef NONE
   struct s3_request r;
   char buf[10];
 
@@ -513,15 +679,12 @@ test_bad_content_range (void **state)
   SCRIPT (script);
   assert_int_equal (get (&r, 10, 10, NULL, buf), -1);
   assert_error (&r, S3BD_EPROTO,
-                "GET s3://bkt/key bytes 10-19: wrong Content-Range in the "
-                "response: asked for bytes 10-19, got another range");
-  assert_int_equal (r.attempts, 1);
+                "garbage Content-Range in the response: asked for bytes "
+                "10-19, got 'bytes ten-19/100'");
+  assert_int_equal (r.attempts, 3);
   assert_int_equal (get (&r, 10, 10, NULL, buf), -1);
   assert_error (&r, S3BD_EPROTO, "asked for bytes 10-19, got none");
-  assert_int_equal (get (&r, 10, 10, NULL, buf), -1);
-  assert_error (&r, S3BD_EPROTO, "asked for bytes 10-19, got none");
-  assert_int_equal (stats ().retries, 0);
-  assert_int_equal (stats ().failures, 3);
+  assert_int_equal (stats ().failures, 2);
 }
 
 #define SHORT_206_0_9                                                          \
@@ -538,8 +701,8 @@ static void
 test_short_body_then_close (void **state)
 {
   static const struct step script[] = {
-    { SHORT_206_0_9, true },
-    { GOOD_206_0_9, false },
+    { SHORT_206_0_9, true, 0 },
+    { GOOD_206_0_9, false, 0 },
   };
   struct s3_request r;
   struct s3_stats s;
@@ -563,10 +726,10 @@ static void
 test_short_body_every_time (void **state)
 {
   static const struct step script[] = {
-    { SHORT_206_0_9, true },
-    { SHORT_206_0_9, true },
-    { SHORT_206_0_9, true },
-    { GOOD_206_0_9, false }, /* never reached: max_attempts 3 */
+    { SHORT_206_0_9, true, 0 },
+    { SHORT_206_0_9, true, 0 },
+    { SHORT_206_0_9, true, 0 },
+    { GOOD_206_0_9, false, 0 }, /* never reached: max_attempts 3 */
   };
   struct s3_request r;
   struct s3_stats s;
@@ -592,7 +755,7 @@ test_if_match_412 (void **state)
     { "HTTP/1.1 412 Precondition Failed\r\nContent-Type: application/xml\r\n"
       "Content-Length: 67\r\n\r\n"
       "<Error><Code>PreconditionFailed</Code><Message>no</Message></Error>",
-      false },
+      false, 0 },
   };
   struct s3_request r;
   char buf[10];
@@ -617,8 +780,8 @@ test_503_then_206 (void **state)
   static const struct step script[] = {
     { "HTTP/1.1 503 Slow Down\r\nContent-Length: 58\r\n\r\n"
       "<Error><Code>SlowDown</Code><Message>x</Message></Error>\r\n",
-      false },
-    { GOOD_206_10_19, false },
+      false, 0 },
+    { GOOD_206_10_19, false, 0 },
   };
   struct s3_request r;
   struct s3_stats s;
@@ -637,6 +800,239 @@ test_503_then_206 (void **state)
   assert_int_equal (s.requests, 2);
   assert_int_equal (s.retries, 1);
   assert_int_equal (s.failures, 0);
+}
+
+/* ---- Deadlines, stalls, the quota, the log ---- */
+
+/* A server that takes the request and never answers: the attempt is cut
+ * after stall-timeout and retried on a new connection, which answers.
+ */
+static void
+test_stall_is_retried (void **state)
+{
+  static const struct step script[] = {
+    { NULL, false, 0 }, /* hold */
+    { GOOD_206_0_9, false, 0 },
+  };
+  struct s3_config cfg = base_config ();
+  struct s3_request r;
+  char buf[10];
+  uint64_t t0, ms;
+
+  (void)state;
+  cfg.stall_timeout_s = 1;
+  use_client (&cfg);
+  SCRIPT (script);
+  t0 = s3_now_ms ();
+  assert_int_equal (get (&r, 0, 10, NULL, buf), 0);
+  ms = elapsed_ms (t0);
+  assert_memory_equal (buf, "0123456789", 10);
+  assert_int_equal (r.attempts, 2);
+  assert_int_equal (srv.accepted, 2);
+  /* curl counts the stall in whole seconds: 1 to 2 s. */
+  assert_true (ms >= 900 && ms < 3500);
+}
+
+/* A body that stops half way, the connection kept open: the engine's
+ * own clock ends the attempt stall-timeout after the last byte (curl's
+ * low-speed limit, which averages over 5 s, would take seconds more),
+ * and the retry's bytes are the ones handed out.
+ */
+static void
+test_stall_mid_body_is_retried (void **state)
+{
+  static const struct step script[] = {
+    { "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes 0-9/100\r\n"
+      "Content-Length: 10\r\n\r\n01234",
+      false, 0 },
+    { GOOD_206_0_9, false, 0 },
+  };
+  struct s3_config cfg = base_config ();
+  struct s3_request r;
+  char buf[10];
+  uint64_t t0, ms;
+
+  (void)state;
+  cfg.stall_timeout_s = 1;
+  use_client (&cfg);
+  SCRIPT (script);
+  memset (buf, 'Z', sizeof buf);
+  t0 = s3_now_ms ();
+  assert_int_equal (get (&r, 0, 10, NULL, buf), 0);
+  ms = elapsed_ms (t0);
+  assert_memory_equal (buf, "0123456789", 10);
+  assert_int_equal (r.attempts, 2);
+  assert_true (ms >= 900 && ms < 2500);
+}
+
+/* A server that sends a body slowly, but fast enough for the stall
+ * limit (3.2 KB/s): the request's deadline ends it, not the body's end
+ * (20000 bytes: about 6 s).  No byte is handed out.
+ */
+static void
+test_trickle_ends_at_deadline (void **state)
+{
+  static char resp[256 + 20000];
+  const struct step script[] = { { resp, false, 64 } };
+  struct s3_config cfg = base_config ();
+  struct s3_request r;
+  static char buf[20000];
+  int n;
+  uint64_t t0, ms;
+
+  (void)state;
+  n = snprintf (resp, 256,
+                "HTTP/1.1 206 Partial Content\r\n"
+                "Content-Range: bytes 0-19999/20000\r\n"
+                "Content-Length: 20000\r\n\r\n");
+  memset (resp + n, 'x', 20000);
+  resp[n + 20000] = '\0';
+  cfg.stall_timeout_s = 1;
+  cfg.max_attempts = 0; /* no count: the deadline alone */
+  cfg.retry_budget_ms = 1500;
+  use_client (&cfg);
+  SCRIPT (script);
+  t0 = s3_now_ms ();
+  assert_int_equal (get (&r, 0, 20000, NULL, buf), -1);
+  ms = elapsed_ms (t0);
+  assert_error (&r, S3BD_ENET, "GET s3://bkt/key bytes 0-19999");
+  assert_error (&r, S3BD_ENET, "timed out");
+  assert_int_equal (r.attempts, 1);
+  assert_true (ms >= 1400 && ms < 3000);
+}
+
+/* A server that never answers, and a deadline of 2.5 s with stalls cut
+ * after 1 s: attempts are retried until the deadline, which ends the
+ * request on time.
+ */
+static void
+test_hang_ends_at_deadline (void **state)
+{
+  static const struct step script[] = {
+    { NULL, false, 0 },
+    { NULL, false, 0 },
+    { NULL, false, 0 },
+    { NULL, false, 0 },
+  };
+  struct s3_config cfg = base_config ();
+  struct s3_request r;
+  char buf[10];
+  uint64_t t0, ms;
+
+  (void)state;
+  cfg.stall_timeout_s = 1;
+  cfg.max_attempts = 0;
+  cfg.retry_budget_ms = 2500;
+  use_client (&cfg);
+  SCRIPT (script);
+  t0 = s3_now_ms ();
+  assert_int_equal (get (&r, 0, 10, NULL, buf), -1);
+  ms = elapsed_ms (t0);
+  assert_error (&r, S3BD_ENET, "GET s3://bkt/key bytes 0-9 (after ");
+  assert_true (r.attempts >= 2);
+  assert_true (ms >= 2400 && ms < 3800);
+}
+
+#define SLOWDOWN_503                                                           \
+  {                                                                            \
+    "HTTP/1.1 503 Slow Down\r\nContent-Length: 58\r\n\r\n"                     \
+    "<Error><Code>SlowDown</Code><Message>x</Message></Error>\r\n",            \
+        false, 0                                                               \
+  }
+
+/* A dead endpoint (503 to everything) and a quota of 12 tokens: two
+ * retries of 5, then every request fails at its first error, and says
+ * why.  A success gives a token back.
+ */
+static void
+test_quota_dead_endpoint (void **state)
+{
+  static const struct step script[] = {
+    SLOWDOWN_503,
+    SLOWDOWN_503,
+    SLOWDOWN_503,
+    SLOWDOWN_503,
+    { GOOD_206_0_9, false, 0 },
+    SLOWDOWN_503,
+  };
+  struct s3_config cfg = base_config ();
+  struct s3_request r;
+  char buf[10];
+
+  (void)state;
+  cfg.max_attempts = 0;
+  cfg.retry_quota = 12;
+  use_client (&cfg);
+  SCRIPT (script);
+  assert_int_equal (get (&r, 0, 10, NULL, buf), -1);
+  assert_int_equal (r.attempts, 3);
+  assert_error (&r, S3BD_ESERVER,
+                "GET s3://bkt/key bytes 0-9 (after 3 "
+                "attempts in ");
+  assert_error (&r, S3BD_ESERVER,
+                " ms, no retry: the retry quota is spent): HTTP 503 SlowDown");
+  assert_int_equal (get (&r, 0, 10, NULL, buf), -1);
+  assert_int_equal (r.attempts, 1);
+  assert_error (&r, S3BD_ESERVER, "(after 1 attempt in ");
+  assert_error (&r, S3BD_ESERVER, "no retry: the retry quota is spent");
+  /* 2 tokens left; the success makes 3, still short of a retry. */
+  assert_int_equal (get (&r, 0, 10, NULL, buf), 0);
+  assert_int_equal (get (&r, 0, 10, NULL, buf), -1);
+  assert_int_equal (r.attempts, 1);
+  assert_int_equal (server_nseen (), 6);
+  assert_int_equal (stats ().retries, 2);
+  assert_int_equal (stats ().failures, 3);
+}
+
+static char logged[4][512];
+static int nlogged;
+
+static void
+capture (enum s3bd_log_level level, const char *msg)
+{
+  assert_int_equal (level, S3BD_LOG_DEBUG);
+  if (nlogged < 4)
+    snprintf (logged[nlogged], sizeof logged[0], "%s", msg);
+  nlogged++;
+}
+
+/* At verbose, a line per retry: the request, the attempt, the reason,
+ * the delay.  Without verbose, none.
+ */
+static void
+test_retry_logged (void **state)
+{
+  static const struct step script[] = {
+    SLOWDOWN_503, { SHORT_206_0_9, true, 0 }, { GOOD_206_0_9, false, 0 },
+    SLOWDOWN_503, { GOOD_206_0_9, false, 0 },
+  };
+  struct s3_config cfg = base_config ();
+  struct s3_request r;
+  char buf[10];
+
+  (void)state;
+  cfg.log = capture;
+  cfg.verbose = 1;
+  use_client (&cfg);
+  SCRIPT (script);
+  nlogged = 0;
+  assert_int_equal (get (&r, 0, 10, NULL, buf), 0);
+  assert_int_equal (nlogged, 2);
+  if (strstr (logged[0], "s3bd: GET s3://bkt/key bytes 0-9: attempt 1: HTTP "
+                         "503 SlowDown: x; retry in ")
+          == NULL
+      || strstr (logged[1], "s3bd: GET s3://bkt/key bytes 0-9: attempt 2: "
+                            "transfer closed with 5 bytes remaining")
+             == NULL
+      || strstr (logged[1], " ms") == NULL)
+    fail_msg ("log lines: '%s', '%s'", logged[0], logged[1]);
+
+  cfg.verbose = 0;
+  use_client (&cfg);
+  nlogged = 0;
+  assert_int_equal (get (&r, 0, 10, NULL, buf), 0);
+  assert_int_equal (r.attempts, 2);
+  assert_int_equal (nlogged, 0);
 }
 
 /* ---- The asynchronous engine ---- */
@@ -688,7 +1084,7 @@ async_get (struct s3_request *r, struct waiter *w, uint64_t off, void *buf)
 static void
 test_iov_progress (void **state)
 {
-  static const struct step script[] = { { GOOD_206_10_19, false } };
+  static const struct step script[] = { { GOOD_206_10_19, false, 0 } };
   char b0[4], b1[4], b2[2];
   struct iovec iov[3] = { { b0, 4 }, { b1, 4 }, { b2, 2 } };
   struct s3_engine *e = engine ();
@@ -721,8 +1117,8 @@ static void
 test_multi_perform_fails (void **state)
 {
   static const struct step script[] = {
-    { NULL, false }, /* the server never answers */
-    { GOOD_206_0_9, false },
+    { NULL, false, 0 }, /* the server never answers */
+    { GOOD_206_0_9, false, 0 },
   };
   struct s3_engine *e = engine ();
   struct waiter w = { 0 };
@@ -775,7 +1171,7 @@ test_multi_perform_fails (void **state)
 static void
 test_multi_poll_fails (void **state)
 {
-  static const struct step script[] = { { NULL, false } };
+  static const struct step script[] = { { NULL, false, 0 } };
   struct s3_engine *e = engine ();
   struct waiter w = { 0 };
   struct s3_request r;
@@ -870,8 +1266,8 @@ static void
 test_wakeup_fails (void **state)
 {
   static const struct step script[] = {
-    { GOOD_206_0_9, false },
-    { GOOD_206_0_9, false },
+    { GOOD_206_0_9, false, 0 },
+    { GOOD_206_0_9, false, 0 },
   };
   struct runner ru = { .e = engine () };
   struct waiter w = { 0 };
@@ -911,7 +1307,20 @@ main (void)
     cmocka_unit_test_setup_teardown (test_good_206, setup, teardown),
     cmocka_unit_test_setup_teardown (test_keepalive_reuse, setup, teardown),
     cmocka_unit_test_setup_teardown (test_200_for_range, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_200_for_range_every_time, setup,
+                                     teardown),
     cmocka_unit_test_setup_teardown (test_bad_content_range, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_bad_content_range_every_time, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_stall_is_retried, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_stall_mid_body_is_retried, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_trickle_ends_at_deadline, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_hang_ends_at_deadline, setup,
+                                     teardown),
+    cmocka_unit_test_setup_teardown (test_quota_dead_endpoint, setup, teardown),
+    cmocka_unit_test_setup_teardown (test_retry_logged, setup, teardown),
     cmocka_unit_test_setup_teardown (test_short_body_then_close, setup,
                                      teardown),
     cmocka_unit_test_setup_teardown (test_short_body_every_time, setup,
