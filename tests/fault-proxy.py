@@ -20,6 +20,8 @@ request from a seeded generator:
   garbage    Content-Range that does not parse
   no-range   Content-Range removed
   total      Content-Range total one byte too large (bytes A-B/T+1)
+  flip       one byte of the body changed (a random one), headers as
+             they were: damage no header can show
   stall      headers and half the body, then nothing for STALL seconds
              (or until the client hangs up), then a close
   hang       the request is read and never answered, for STALL seconds
@@ -27,12 +29,14 @@ request from a seeded generator:
   trickle    the whole answer at TRICKLE bytes per second
   latency    the answer, LATENCY ms late
 
-Body faults (reset, short, whole, shift, garbage, no-range, total, stall)
+Body faults (reset, short, whole, shift, garbage, no-range, total, flip,
+stall)
 apply to 206 answers only; anything else passes through untouched.
 
 Control, on the same port (no S3 bucket name starts with "__"):
-  GET /__fault/set?mode=M&rate=R[&stall=S][&trickle=B][&latency=MS]
-      sets the fault (mode none: no faults) and zeroes the counters
+  GET /__fault/set?mode=M&rate=R[&stall=S][&trickle=B][&latency=MS][&limit=N]
+      sets the fault (mode none: no faults) and zeroes the counters;
+      with limit, at most N faults are made
   GET /__fault/stats
       "mode M rate R requests N faults F" (ranged GETs seen, faults made)
 """
@@ -48,7 +52,7 @@ import time
 import urllib.parse
 
 MODES = ('none', 'reset', 'short', 'slowdown', 'whole', 'shift', 'garbage',
-         'no-range', 'total', 'stall', 'hang', 'trickle', 'latency')
+         'no-range', 'total', 'flip', 'stall', 'hang', 'trickle', 'latency')
 
 SLOWDOWN_XML = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>'
                 b'SlowDown</Code><Message>Please reduce your request rate.'
@@ -68,12 +72,15 @@ class State:
         self.latency = 0.2
         self.requests = 0
         self.faults = 0
+        self.limit = 0
 
     def draw(self):
         """The fault for one ranged GET, or None."""
         with self.lock:
             self.requests += 1
             if self.mode == 'none' or self.rng.random() >= self.rate:
+                return None
+            if self.limit and self.faults >= self.limit:
                 return None
             self.faults += 1
             return self.mode
@@ -201,6 +208,12 @@ class Handler(socketserver.BaseRequestHandler):
                 ('Content-Range', 'bytes=%d-%d' % (first, last))], rbody)
         elif fault == 'no-range':
             self.send(status, reason, rest, rbody)
+        elif fault == 'flip':
+            b = bytearray(rbody)
+            if b:
+                i = self.server.state.rng.randrange(len(b))
+                b[i] ^= 0x20
+            self.send(status, reason, rheaders, bytes(b))
         elif fault == 'total':
             self.send(status, reason, rest + [
                 ('Content-Range', 'bytes %d-%d/%d' % (first, last,
@@ -289,6 +302,7 @@ class Handler(socketserver.BaseRequestHandler):
                 state.stall = float(q.get('stall', state.stall))
                 state.trickle = int(q.get('trickle', state.trickle))
                 state.latency = float(q.get('latency', state.latency * 1000)) / 1000
+                state.limit = int(q.get('limit', '0'))
                 state.requests = state.faults = 0
             self.send(200, 'OK', [], b'ok\n')
         elif url.path == '/__fault/stats':

@@ -32,6 +32,12 @@ make_expected "$TMP/all.s3bd" "$TMP/all.img"
 # each reads a whole device in a few seconds.
 "$S3BD_MKIMAGE" -q --endpoint "$S3BD_TEST_ENDPOINT" --path-style --shard 0/6 s3://flt/ds/ -o "$TMP/part.s3bd"
 make_expected "$TMP/part.s3bd" "$TMP/part.img"
+# Small objects only (every read a whole object, checked against its
+# ETag), and the two big ones only (fetched in ranges).
+"$S3BD_MKIMAGE" -q --endpoint "$S3BD_TEST_ENDPOINT" --path-style --shard 0/6 s3://flt/ds/small/ -o "$TMP/small.s3bd"
+make_expected "$TMP/small.s3bd" "$TMP/small.img"
+"$S3BD_MKIMAGE" -q --endpoint "$S3BD_TEST_ENDPOINT" --path-style s3://flt/ds/big/ -o "$TMP/big.s3bd"
+make_expected "$TMP/big.s3bd" "$TMP/big.img"
 
 /usr/bin/python3 -I "$S3BD_SOURCE_DIR/tests/fault-proxy.py" \
   --upstream "$S3BD_TEST_ENDPOINT" > "$TMP/proxy.port" 2> "$TMP/proxy.log" &
@@ -87,7 +93,10 @@ read_through () {
   # A latency fault is no failure, nor is a 200 whose body happens to be
   # the whole range (most GETs here are of a whole small object): only
   # the others must be retried.
-  if [ "$mode" != none ] && [ "$mode" != latency ] && [ "$mode" != whole ]; then
+  if [ "$mode" = flip ]; then
+    mism=$(grep -o "s3bd: stats: .*" "$TMP/nbdkit.log" | sed -n 's/.*against their MD5 (\([0-9]*\) mismatched.*/\1/p' | head -n 1)
+    check "$mode at $rate: the MD5 checks caught the damage ($mism GETs)" test "${mism:-0}" -gt 0
+  elif [ "$mode" != none ] && [ "$mode" != latency ] && [ "$mode" != whole ]; then
     check "$mode at $rate: the stats count retries ($retries)" test "${retries:-0}" -gt 0
   fi
   check "$mode at $rate: no GET failed for good (failed $failed)" test "$failed" = 0
@@ -111,6 +120,9 @@ read_through part total 0.1
 read_through part stall 0.03 "stall=30"
 read_through part hang 0.03 "stall=30"
 read_through part latency 1 "latency=100"
+# A byte changed on the way, which no header shows: whole-object GETs are
+# checked against the ETag's MD5 and fetched again.
+read_through small flip 0.1
 grep -h "s3bd: GET .*attempt 1: garbage Content-Range" "$TMP/nbdkit-garbage.log" | head -n 1
 check "a garbage Content-Range is logged as such, with the retry" \
   grep -q "s3bd: GET s3://flt/ds/.* bytes .*: attempt [0-9]*: garbage Content-Range in the response: asked for bytes [0-9]*-[0-9]*, got 'bytes=[0-9]*-[0-9]*'; retry in [0-9]* ms" \
@@ -187,6 +199,20 @@ never_clears trickle 1 "trickle=2048" "Operation timed out after"
 never_clears slowdown 1 "" "HTTP 503 SlowDown: Please reduce your request rate"
 never_clears whole 1 "" "server ignored the range (HTTP 200"
 never_clears garbage 1 "" "garbage Content-Range in the response"
+
+# ---- Hydration reads large objects back ----
+# The first fill GET gets one byte changed; the object (fetched in 1 MiB
+# GETs) is read back from the copy once complete, found wrong, and
+# fetched again: the copy ends exact.
+fault flip 1 "limit=1"
+check "hydration: s3bd-preload through a flipped byte exits 0" \
+  "$S3BD_BUILD_DIR/mkimage/s3bd-preload" --endpoint "$proxy" --path-style --no-check \
+  --get-size 1M "$TMP/big.s3bd" "$TMP/big.copy" 2> "$TMP/preload.err"
+check "hydration: the proxy changed one byte" test "$(proxy_faults)" = 1
+fault none 0
+check "hydration: the read-back check found it and fetched it again" \
+  grep -q "the copy does not match the ETag's MD5 (corrupted on the way): it is fetched again" "$TMP/preload.err"
+check "hydration: the copy is exact" cmp "$TMP/big.img" "$TMP/big.copy"
 
 printf '%s\n' "${summary[@]}"
 finish

@@ -122,7 +122,7 @@ struct fetch_s3_config
   unsigned max_requests; /* GETs in flight */
   /* A GET of a whole object of at most this many bytes whose ETag is a
    * single-part MD5 is checked against it before its bytes are handed
-   * out, and sent again (up to 3 times) when they do not match; 0: only
+   * out, and sent again (up to 5 GETs in all) when they do not match; 0: only
    * fetches asking for it (fetch_req.verify).
    */
   uint64_t verify_max;

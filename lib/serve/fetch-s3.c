@@ -31,7 +31,7 @@
 /* GETs of a whole object whose bytes do not match its ETag's MD5 before
  * it fails.
  */
-#define MD5_TRIES 3
+#define MD5_TRIES 5
 
 struct s3_fetcher
 {
