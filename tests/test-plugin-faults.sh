@@ -123,7 +123,7 @@ read_through part latency 1 "latency=100"
 # A byte changed on the way, which no header shows: whole-object GETs are
 # checked against the ETag's MD5 and fetched again.
 read_through small flip 0.1
-grep -h "s3bd: GET .*attempt 1: garbage Content-Range" "$TMP/nbdkit-garbage.log" | head -n 1
+grep -m 1 -h "s3bd: GET .*attempt 1: garbage Content-Range" "$TMP/nbdkit-garbage.log" || true
 check "a garbage Content-Range is logged as such, with the retry" \
   grep -q "s3bd: GET s3://flt/ds/.* bytes .*: attempt [0-9]*: garbage Content-Range in the response: asked for bytes [0-9]*-[0-9]*, got 'bytes=[0-9]*-[0-9]*'; retry in [0-9]* ms" \
   "$TMP/nbdkit-garbage.log"

@@ -207,7 +207,7 @@ check "B: with the server down, every read fails with EIO within $bound s" \
 check "B: nbdkit is still alive" nbdkit_alive
 check "B: the log names the key and says how many attempts" \
   grep -q "GET s3://rst/ds/big/f3.bin bytes .*(after $retries attempts in" "$TMP/nbdkit.log"
-grep "GET s3://rst/ds/big/f3.bin" "$TMP/nbdkit.log" | head -n 1
+grep -m 1 "GET s3://rst/ds/big/f3.bin" "$TMP/nbdkit.log" || true
 env=$("$S3BD_SOURCE_DIR/scripts/s3-server" restart "$server_dir") \
   || { echo "FAIL: the server did not restart" >&2; exit 1; }
 eval "$env"
