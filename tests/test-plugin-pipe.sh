@@ -15,10 +15,12 @@
 #      disjoint, together complete, split as documented (by bytes).
 #   E. pipe-readers=2: reader 0 closes early, then reads the next epoch
 #      whole; reader 1 never opens; then a slow reader: nbdkit's RSS stays
-#      within the cache bound.
+#      within the cache bound; nbdkit stops cleanly with the FIFO unopened.
 #   F. An object changed since indexing: the FIFO ends early before it,
 #      every whole record right, the key logged; the next epoch the same.
 #   G. Refusals: bad values, pipe keys without pipe=, a missing pipe-dir.
+#   H. With hydrate=: an epoch during the fill and one from the complete
+#      copy, both right.
 . "$(dirname "$0")/lib.sh"
 need_plugin
 command -v nbdcopy >/dev/null || skip "nbdcopy is needed (libnbd-bin)"
@@ -337,6 +339,9 @@ echo "E: nbdkit RSS before the slow epoch ${rss0} KiB, at most ${max} KiB during
 check "E: during the slow epoch RSS grew by less than the cache (32 MiB) + 16 MiB" \
   test $((max - rss0)) -lt $(( (32 + 16) * 1024 ))
 stop_nbdkit
+check "E: nbdkit stopped cleanly with a FIFO never opened (the exit stats were written)" \
+  grep -q "nbdkit: s3bd: stats: .*pipe reader 1: 0 epochs done" "$TMP/nbdkit.log"
+check "E: the FIFO nobody opened was removed at exit" test ! -e "$TMP/pd/train-1_0"
 
 # --- F ---
 s3 mb s3://pchg
@@ -357,6 +362,17 @@ check "F: the key was logged with the FIFO closed early" \
   grep -Eq "error: pipe .*train_0: s3://pchg/ds/c: .*; the FIFO is closed early" "$TMP/nbdkit.log"
 check "F: the epoch's end says it was an error" grep -q "epoch 1 closed early on an error: 2 records" "$TMP/nbdkit.log"
 grep "FIFO is closed early" "$TMP/nbdkit.log" | head -1
+
+# --- H ---
+start_nbdkit "$TMP/nbd.sock" "$TMP/ds.s3bd" cache-size=64M hydrate="$TMP/copy" \
+  pipe=train pipe-dir="$TMP/pd" record-wrapper=recordio shuffle-seed=3 epochs=2 \
+  stats-file="$TMP/stats"
+check "H: with hydrate=, epoch 0 is right" pipecheck seed=3 epoch=0
+for _ in $(seq 600); do grep -q complete "$TMP/stats" && break; sleep 0.1; done
+check "H: the copy is complete" grep -q "complete" "$TMP/stats"
+check "H: epoch 1 from the complete copy is right" pipecheck seed=3 epoch=1
+stop_nbdkit
+check "H: the copy equals the image" cmp "$TMP/expected.img" "$TMP/copy"
 
 # --- G ---
 # refused KEY=VALUE...: nbdkit must not start.
