@@ -497,7 +497,14 @@ open_fifo (struct writer *w)
         return -1;
       w->fd = open (w->path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
       if (w->fd >= 0)
-        return 0;
+        {
+          /* A piece per write, not 16 (the default 64 KiB): fewer
+           * wake-ups on both sides.  Best effort: an unprivileged
+           * process may be held below it by pipe-max-size.
+           */
+          (void)fcntl (w->fd, F_SETPIPE_SZ, (int)PIECE);
+          return 0;
+        }
       if (errno != ENXIO && errno != EINTR)
         {
           s3bd_logf (p->cfg.log, S3BD_LOG_ERROR, "pipe %s: open: %s", w->path,
