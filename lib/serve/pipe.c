@@ -40,7 +40,7 @@
 #include "s3bd/pipe.h"
 
 #define PIECE (1u << 20)
-#define PREFETCH_STEP (4u << 20)
+#define PREFETCH_STEP (16u << 20)
 #define OPEN_RETRY_MS 20
 #define POLL_MS 100
 
@@ -207,6 +207,8 @@ advance (struct writer *w)
 
       if (step > PREFETCH_STEP)
         step = PREFETCH_STEP;
+      if (step > p->cfg.ahead)
+        step = p->cfg.ahead;
       if (step)
         serve_object_prefetch (p->cfg.serve, o, w->pf_off, step);
       w->pf_off += step;
