@@ -15,7 +15,9 @@
 #      disjoint, together complete, split as documented (by bytes).
 #   E. pipe-readers=2: reader 0 closes early, then reads the next epoch
 #      whole; reader 1 never opens; then a slow reader: nbdkit's RSS stays
-#      within the cache bound; nbdkit stops cleanly with the FIFO unopened.
+#      within the cache bound; one that stalls holds the writer (no more
+#      written than the FIFO holds); nbdkit stops cleanly with the FIFO
+#      unopened.
 #   F. An object changed since indexing: the FIFO ends early before it,
 #      every whole record right, the key logged; the next epoch the same.
 #   G. Refusals: bad values, pipe keys without pipe=, a missing pipe-dir.
@@ -317,7 +319,7 @@ stop_nbdkit
 # rss_kb PID: resident set of nbdkit.
 rss_kb () { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 start_nbdkit "$TMP/nbd.sock" "$TMP/ds.s3bd" cache-size=32M pipe=train \
-  pipe-dir="$TMP/pd" record-wrapper=recordio epochs=3 pipe-readers=2 \
+  pipe-dir="$TMP/pd" record-wrapper=recordio epochs=4 pipe-readers=2 \
   stats-file="$TMP/stats"
 check "E: reader 0 reads 100000 bytes of epoch 0 and closes: the records so far are right" \
   pipecheck epoch=0 readers=2 only=0 limit=100000
@@ -338,6 +340,26 @@ cat "$TMP/slow.out"
 echo "E: nbdkit RSS before the slow epoch ${rss0} KiB, at most ${max} KiB during it"
 check "E: during the slow epoch RSS grew by less than the cache (32 MiB) + 16 MiB" \
   test $((max - rss0)) -lt $(( (32 + 16) * 1024 ))
+# A reader that takes 64 KiB and stalls: the writer waits on the full
+# FIFO; what it has written is the 64 KiB read plus at most the FIFO's
+# buffer (1 MiB) and a record header.
+/usr/bin/python3 -I - "$TMP/pd/train-0_3" <<'PY' &
+import os, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.01)
+f = open(sys.argv[1], 'rb', buffering=0)
+got = 0
+while got < 65536:
+    got += len(f.read(65536 - got))
+time.sleep(3)
+PY
+stall_pid=$!
+sleep 2.5
+stalled=$(grep -Eo "pipe reader 0: 3 epochs done, epoch 3 at [0-9]+ records, [0-9]+ bytes" "$TMP/stats" | awk '{ print $(NF - 1) }')
+echo "E: a stalled reader's writer has written ${stalled:-?} bytes"
+check "E: a stalled reader holds the writer: at most 64 KiB + 1 MiB + 8 written" \
+  test "${stalled:-99999999}" -le $((65536 + 1048576 + 8))
+wait "$stall_pid"
 stop_nbdkit
 check "E: nbdkit stopped cleanly with a FIFO never opened (the exit stats were written)" \
   grep -q "nbdkit: s3bd: stats: .*pipe reader 1: 0 epochs done" "$TMP/nbdkit.log"
