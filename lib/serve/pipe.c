@@ -209,7 +209,8 @@ advance (struct writer *w)
         step = PREFETCH_STEP;
       if (step > p->cfg.ahead)
         step = p->cfg.ahead;
-      if (step)
+      /* Behind the reads (the budget held the cursor back): skip. */
+      if (step && w->pf_pos + step > w->rd_pos)
         serve_object_prefetch (p->cfg.serve, o, w->pf_off, step);
       w->pf_off += step;
       w->pf_pos += step;
@@ -625,8 +626,10 @@ pipe_new (const struct pipe_config *cfg, struct pipe **out,
   int e;
 
   if (cfg->readers < 1 || cfg->shard_count < 1
-      || cfg->shard_index >= cfg->shard_count)
-    return s3bd_fail (err, S3BD_EINVAL, "pipe: bad readers or shard");
+      || cfg->shard_index >= cfg->shard_count || cfg->ahead < 1
+      || cfg->ahead > UINT64_MAX / cfg->readers)
+    return s3bd_fail (err, S3BD_EINVAL,
+                      "pipe: bad readers, shard or readahead share");
   if (cfg->epochs && cfg->start >= cfg->epochs)
     return s3bd_fail (err, S3BD_EINVAL,
                       "pipe-start=%" PRIu64 " is not before epochs=%" PRIu64
