@@ -30,7 +30,15 @@ struct s3bd_params params = {
   .check = true,
   .hydrate_fill = true,
   .hydrate_requests = 32,
+  .pipe = {
+    .dir = "/opt/ml/input/data",
+    .shard_count = 1,
+    .readers = 1,
+  },
 };
+
+/* pipe-dir= and the other pipe keys were given: they need pipe=. */
+static const char *pipe_key;
 
 /* Of the image options, the last one given, for errors. */
 static const char *build_key;
@@ -88,6 +96,125 @@ once (const char *key, const char *value, const char **out)
   return 0;
 }
 
+/* pipe=, pipe-dir=, epochs=, pipe-start=, shuffle-seed=,
+ * record-wrapper=, compression=, pipe-shard=, pipe-readers=: 0 taken,
+ * -1 refused, 1 not a pipe key.
+ */
+static int
+pipe_config (const char *key, const char *value)
+{
+  struct s3bd_error err = { 0 };
+  struct pipe_config *pc = &params.pipe;
+  uint64_t v, i, n;
+
+  if (strcmp (key, "pipe") == 0)
+    {
+      if (*value == '\0' || strlen (value) > 200 || strchr (value, '/'))
+        {
+          nbdkit_error ("pipe=%s: a channel name is 1 to 200 bytes, no '/'",
+                        value);
+          return -1;
+        }
+      if (pc->channel)
+        {
+          nbdkit_error ("pipe= given twice (%s and %s)", pc->channel, value);
+          return -1;
+        }
+      pc->channel = value;
+      return 0;
+    }
+  if (strcmp (key, "pipe-dir") != 0 && strcmp (key, "epochs") != 0
+      && strcmp (key, "pipe-start") != 0 && strcmp (key, "shuffle-seed") != 0
+      && strcmp (key, "record-wrapper") != 0 && strcmp (key, "compression") != 0
+      && strcmp (key, "pipe-shard") != 0 && strcmp (key, "pipe-readers") != 0)
+    return 1;
+  pipe_key = key;
+  if (strcmp (key, "pipe-dir") == 0)
+    {
+      if (*value == '\0' || strlen (value) > 3000)
+        {
+          nbdkit_error ("pipe-dir=%s: must be 1 to 3000 bytes", value);
+          return -1;
+        }
+      pc->dir = value;
+      return 0;
+    }
+  if (strcmp (key, "record-wrapper") == 0)
+    {
+      if (strcmp (value, "none") == 0)
+        pc->wrapper = PIPE_WRAP_NONE;
+      else if (strcmp (value, "recordio") == 0)
+        pc->wrapper = PIPE_WRAP_RECORDIO;
+      else
+        {
+          nbdkit_error ("record-wrapper=%s: expected none or recordio", value);
+          return -1;
+        }
+      return 0;
+    }
+  if (strcmp (key, "compression") == 0)
+    {
+      if (strcmp (value, "none") == 0)
+        pc->compression = PIPE_COMPRESS_NONE;
+      else if (strcmp (value, "gzip") == 0)
+        pc->compression = PIPE_COMPRESS_GZIP;
+      else
+        {
+          nbdkit_error ("compression=%s: expected none or gzip", value);
+          return -1;
+        }
+      return 0;
+    }
+  if (strcmp (key, "pipe-shard") == 0)
+    {
+      const char *slash = strchr (value, '/');
+      char first[32];
+
+      if (slash == NULL || (size_t)(slash - value) >= sizeof first)
+        goto bad_shard;
+      memcpy (first, value, (size_t)(slash - value));
+      first[slash - value] = '\0';
+      if (parse_unsigned (first, 10, 65535, &i) == -1
+          || parse_unsigned (slash + 1, 10, 65536, &n) == -1 || n == 0
+          || i >= n)
+        goto bad_shard;
+      pc->shard_index = (uint32_t)i;
+      pc->shard_count = (uint32_t)n;
+      return 0;
+    }
+  if (strcmp (key, "pipe-readers") == 0)
+    {
+      if (parse_count (value, 1, 256, &v, &err) == -1)
+        goto bad;
+      pc->readers = (unsigned)v;
+      return 0;
+    }
+  if (strcmp (key, "shuffle-seed") == 0)
+    {
+      if (parse_count (value, 0, UINT64_MAX, &v, &err) == -1)
+        goto bad;
+      pc->seeded = true;
+      pc->seed = v;
+      return 0;
+    }
+  if (parse_count (value, strcmp (key, "epochs") == 0 ? 1 : 0, UINT64_MAX - 1,
+                   &v, &err)
+      == -1)
+    goto bad;
+  if (strcmp (key, "epochs") == 0)
+    pc->epochs = v;
+  else
+    pc->start = v;
+  return 0;
+
+bad:
+  nbdkit_error ("%s=%s: %s", key, value, err.msg);
+  return -1;
+bad_shard:
+  nbdkit_error ("pipe-shard=%s: expected I/N with 0 <= I < N <= 65536", value);
+  return -1;
+}
+
 int
 s3bd_config (const char *key, const char *value)
 {
@@ -108,6 +235,9 @@ s3bd_config (const char *key, const char *value)
   if (r == 0)
     return 0;
 
+  r = pipe_config (key, value);
+  if (r != 1)
+    return r;
   if (strcmp (key, "index") == 0)
     return once (key, value, &params.index);
   if (strcmp (key, "source") == 0)
@@ -226,6 +356,19 @@ s3bd_config_complete (void)
                     "describes)");
       return -1;
     }
+  if (pipe_key && params.pipe.channel == NULL)
+    {
+      nbdkit_error ("%s= needs pipe=CHANNEL (the Pipe export it configures)",
+                    pipe_key);
+      return -1;
+    }
+  if (params.pipe.epochs && params.pipe.start >= params.pipe.epochs)
+    {
+      nbdkit_error ("pipe-start=%" PRIu64 " must be below epochs=%" PRIu64
+                    " (epochs pipe-start to epochs - 1 are streamed)",
+                    params.pipe.start, params.pipe.epochs);
+      return -1;
+    }
   if (sc->chunk_size > sc->max_fetch)
     {
       nbdkit_error ("chunk-size (%" PRIu64
@@ -296,5 +439,17 @@ const char s3bd_config_help_text[]
       "  hydrate-fill=BOOL  fetch everything in the background (default true)\n"
       "  hydrate-requests=N fill GETs in flight (default 32)\n"
       "  hydrate-max-rate=SIZE  fill bytes per second (default: no limit)\n"
+      "pipe=CHANNEL         also stream the objects in SageMaker Pipe mode\n"
+      "                     FIFOs DIR/CHANNEL_EPOCH (default: off)\n"
+      "  pipe-dir=DIR       where (default /opt/ml/input/data)\n"
+      "  epochs=N           epochs 0 to N-1 (default: no limit)\n"
+      "  pipe-start=E       first epoch, to resume (default 0)\n"
+      "  shuffle-seed=N     shuffle every epoch (default: index order)\n"
+      "  record-wrapper=none|recordio  (default none)\n"
+      "  compression=none|gzip  objects are gzip, sent inflated (default "
+      "none)\n"
+      "  pipe-shard=I/N     part I of N of every epoch, by bytes (default "
+      "all)\n"
+      "  pipe-readers=N     N FIFOs CHANNEL-R_EPOCH, disjoint (default 1)\n"
       "check=BOOL           one signed GET of an object before serving, so\n"
       "                     that bad credentials stop nbdkit (default true)";

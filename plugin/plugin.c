@@ -215,6 +215,25 @@ open_hydrate (struct s3bd_error *err)
   return 0;
 }
 
+/* pipe=: the FIFO writers, a second consumer of the serve, checked here
+ * and started in after_fork.  Each reader's share of the readahead
+ * budget is what it fetches ahead.
+ */
+static int
+open_pipe (struct s3bd_error *err)
+{
+  struct pipe_config *pc = &params.pipe;
+
+  pc->serve = s3bd.serve;
+  pc->idx = &s3bd.idx;
+  pc->ahead = params.serve.readahead_budget / pc->readers;
+  if (pc->ahead < params.serve.chunk_size)
+    pc->ahead = params.serve.chunk_size;
+  pc->log = plugin_log;
+  pc->verbose = s3bd_debug_verbose;
+  return pipe_new (pc, &s3bd.pipe, err);
+}
+
 static int
 s3bd_get_ready (void)
 {
@@ -253,6 +272,8 @@ s3bd_get_ready (void)
   if (serve_new (&s3bd.idx, s3bd.fetcher, &params.serve, &s3bd.serve, &err)
       == -1)
     goto fail;
+  if (params.pipe.channel && open_pipe (&err) == -1)
+    goto fail;
   nbdkit_debug ("s3bd: %s %s: %" PRIu64 " objects, device %" PRIu64
                 " bytes; endpoint %s, credentials from %s",
                 params.source ? "source" : "index",
@@ -271,7 +292,8 @@ s3bd_after_fork (void)
 {
   struct s3bd_error err = { 0 };
 
-  if (fetcher_start (s3bd.fetcher, &err) == -1 || stats_start (&err) == -1)
+  if (fetcher_start (s3bd.fetcher, &err) == -1 || stats_start (&err) == -1
+      || (s3bd.pipe && pipe_start (s3bd.pipe, &err) == -1))
     {
       nbdkit_error ("%s", err.msg);
       return -1;
@@ -282,6 +304,8 @@ s3bd_after_fork (void)
 static void
 s3bd_cleanup (void)
 {
+  /* The writers first: they wait on fetches. */
+  pipe_stop (s3bd.pipe);
   if (s3bd.fetcher)
     fetcher_stop (s3bd.fetcher);
   stats_stop ();
@@ -290,6 +314,7 @@ s3bd_cleanup (void)
 static void
 s3bd_unload (void)
 {
+  pipe_free (s3bd.pipe);
   serve_free (s3bd.serve);
   fetcher_free (s3bd.fetcher);
   index_free (&s3bd.idx);

@@ -9,6 +9,7 @@
 #include "s3bd/build.h"
 #include "s3bd/fetch.h"
 #include "s3bd/index.h"
+#include "s3bd/pipe.h"
 #include "s3bd/s3.h"
 #include "s3bd/serve.h"
 
@@ -32,6 +33,7 @@ struct s3bd_params
   bool hydrate_fill;         /* hydrate-fill= */
   unsigned hydrate_requests; /* fill GETs in flight */
   uint64_t hydrate_rate;     /* fill bytes per second; 0: any */
+  struct pipe_config pipe;   /* pipe=: dir, channel... (serve, idx later) */
 };
 extern struct s3bd_params params;
 
@@ -48,6 +50,7 @@ struct s3bd_state
   struct fetcher *fetcher; /* the hydration's, when hydrate= */
   struct hydrate *hydrate;
   struct serve *serve;
+  struct pipe *pipe; /* pipe=, else NULL */
 };
 extern struct s3bd_state s3bd;
 extern int s3bd_debug_verbose;

@@ -25,13 +25,25 @@ static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
 /* protects: stopping */
 static bool stopping;
 
+/* The serve's counters, then the pipe's (per epoch). */
+static void
+stats_line (char *line, size_t n)
+{
+  size_t len;
+
+  serve_stats_line (s3bd.serve, line, n);
+  len = strlen (line);
+  if (s3bd.pipe && len < n)
+    pipe_stats_line (s3bd.pipe, line + len, n - len);
+}
+
 static void
 write_stats (void)
 {
-  char line[1024], tmp[4096];
+  char line[4096], tmp[4096];
   FILE *f;
 
-  serve_stats_line (s3bd.serve, line, sizeof line);
+  stats_line (line, sizeof line);
   snprintf (tmp, sizeof tmp, "%s.tmp", params.stats_file);
   f = fopen (tmp, "w");
   if (f == NULL)
@@ -80,7 +92,7 @@ stats_start (struct s3bd_error *err)
 void
 stats_stop (void)
 {
-  char line[1024];
+  char line[4096];
 
   if (started)
     {
@@ -95,7 +107,7 @@ stats_stop (void)
     return;
   if (params.stats_file)
     write_stats ();
-  serve_stats_line (s3bd.serve, line, sizeof line);
+  stats_line (line, sizeof line);
   /* At exit, whatever the verbosity: the operator wants these. */
   fprintf (stderr, "nbdkit: s3bd: %s\n", line);
 }
