@@ -1223,7 +1223,6 @@ filler_main (void *arg)
   uint64_t max_units = h->cfg.fill_get_size >> HYDRATE_UNIT_SHIFT;
   bool more = true;
 
-  atomic_store (&h->fill_start_ms, s3_now_ms ());
   if (!atomic_load (&h->meta_written) && write_meta (h) == -1)
     more = false;
   /* A pass over everything; again for what the verifier cleared. */
@@ -1539,6 +1538,10 @@ h_start (struct fetcher *base, struct s3bd_error *err)
   if (fetcher_start (h->cfg.inner, err) == -1)
     return -1;
   h->started = true;
+  /* Before the threads: the stats must not see a fill that has not
+   * started as one that is over.
+   */
+  atomic_store (&h->fill_start_ms, s3_now_ms ());
   for (int i = 0; i < 4; i++)
     {
       int e = pthread_create (threads[i], NULL, mains[i], h);
