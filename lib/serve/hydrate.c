@@ -85,6 +85,7 @@ struct hydrate
   struct fetcher base; /* first: the cache's pointer is ours */
   struct hydrate_config cfg;
   const struct s3bd_index *idx;
+  unsigned char digest[S3BD_DIGEST_LEN]; /* index_digest, once */
   char *path, *state_path;
   char *pshow, *sshow; /* as messages name them: "hydrate=PATH" */
   int fd;
@@ -242,15 +243,13 @@ state_encode (const struct hydrate *h, const uint64_t *w, bool meta,
               unsigned char *out)
 {
   size_t n = state_size (h);
-  unsigned char digest[S3BD_DIGEST_LEN];
   uint32_t crc;
 
   memset (out, 0, n);
   memcpy (out, STATE_MAGIC, 8);
   put_le (out + 8, STATE_VERSION, 4);
   put_le (out + 12, HYDRATE_UNIT_SHIFT, 4);
-  index_digest (h->idx, digest);
-  memcpy (out + 16, digest, sizeof digest);
+  memcpy (out + 16, h->digest, sizeof h->digest);
   put_le (out + 48, device_size (h), 8);
   put_le (out + 56, h->nunits, 8);
   put_le (out + 64, meta ? STATE_META_WRITTEN : 0, 4);
@@ -270,7 +269,6 @@ static int
 state_load (struct hydrate *h, struct s3bd_error *err)
 {
   size_t n = state_size (h);
-  unsigned char digest[S3BD_DIGEST_LEN];
   unsigned char *buf;
   struct stat st;
   uint32_t flags;
@@ -320,8 +318,7 @@ state_load (struct hydrate *h, struct s3bd_error *err)
                  h->sshow, remedy);
       goto out;
     }
-  index_digest (h->idx, digest);
-  if (memcmp (buf + 16, digest, sizeof digest) != 0)
+  if (memcmp (buf + 16, h->digest, sizeof h->digest) != 0)
     {
       s3bd_fail (err, S3BD_EINVAL,
                  "%s was made for another image (another index "
@@ -552,6 +549,10 @@ hydrate_new (const struct hydrate_config *cfg, struct hydrate **out,
   h->cfg = *cfg;
   h->idx = idx;
   h->fd = -1;
+  /* The state is written every second: hash the index (its metadata
+   * blocks can be hundreds of MiB) once.
+   */
+  index_digest (idx, h->digest);
   pthread_mutex_init (&h->lock, NULL);
   pthread_cond_init (&h->writer_cond, NULL);
   pthread_cond_init (&h->fill_cond, NULL);
