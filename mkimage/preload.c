@@ -95,26 +95,6 @@ size_opt (const char *opt, const char *s, uint64_t min, uint64_t max)
   return v;
 }
 
-static int
-load_index (struct s3_client *client, const char *index, struct s3bd_index *idx,
-            struct s3bd_error *err)
-{
-  char *buf = NULL;
-  size_t len;
-  int r;
-
-  if (strncmp (index, "s3://", 5) != 0)
-    return index_read_file (index, idx, err);
-  r = s3_read_object (client, index, &buf, &len, err) == 0
-              && index_decode (buf, len, idx, err) == 0
-          ? 0
-          : -1;
-  if (r == -1)
-    s3bd_error_prefix (err, "index %s", index);
-  free (buf);
-  return r;
-}
-
 /* A new copy is made by hydrate_new: check access before it is. */
 static bool
 dest_is_new (const char *dest)
@@ -216,7 +196,7 @@ main (int argc, char **argv)
     cfg.max_connections = requests;
 
   if (s3_client_new (&cfg, &client, &err) == -1
-      || load_index (client, index, &idx, &err) == -1)
+      || index_load (client, index, &idx, &err) == -1)
     goto fail;
   if (check && dest_is_new (dest))
     {

@@ -155,22 +155,9 @@ build_source (struct s3bd_error *err)
 static int
 load_index (struct s3bd_error *err)
 {
-  char *buf;
-  size_t len;
-  int r;
-
   if (params.source)
     return build_source (err);
-  if (strncmp (params.index, "s3://", 5) != 0)
-    return index_read_file (params.index, &s3bd.idx, err);
-  r = s3_read_object (s3bd.client, params.index, &buf, &len, err) == 0
-              && index_decode (buf, len, &s3bd.idx, err) == 0
-          ? 0
-          : -1;
-  if (r == -1)
-    s3bd_error_prefix (err, "index %s", params.index);
-  free (buf);
-  return r;
+  return index_load (s3bd.client, params.index, &s3bd.idx, err);
 }
 
 /* hydrate=: the S3 fetcher goes inside the hydration, which becomes the

@@ -125,6 +125,12 @@ int index_write_encoded (const void *buf, size_t len, const char *path,
                          struct s3bd_error *err);
 int index_read_file (const char *path, struct s3bd_index *idx,
                      struct s3bd_error *err);
+/* index_read_file of a local path, or the object at an s3:// URI read
+ * with client and decoded (errors then start "index URI").
+ */
+struct s3_client;
+int index_load (struct s3_client *client, const char *where,
+                struct s3bd_index *idx, struct s3bd_error *err);
 
 /* Frees what a decoded index owns and zeroes it; does nothing to an
  * index the caller built (priv == NULL).  Safe to call twice.

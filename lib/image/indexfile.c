@@ -14,6 +14,7 @@
 
 #include "s3bd/error.h"
 #include "s3bd/index.h"
+#include "s3bd/s3.h"
 
 #include "common/file.h"
 #include "indexint.h"
@@ -175,4 +176,24 @@ index_lookup (const struct s3bd_index *idx, uint64_t block,
   out->kind = INDEX_HOLE;
   out->count = next - block;
   return 0;
+}
+
+int
+index_load (struct s3_client *client, const char *where, struct s3bd_index *idx,
+            struct s3bd_error *err)
+{
+  char *buf = NULL;
+  size_t len;
+  int r;
+
+  if (strncmp (where, "s3://", 5) != 0)
+    return index_read_file (where, idx, err);
+  r = s3_read_object (client, where, &buf, &len, err) == 0
+              && index_decode (buf, len, idx, err) == 0
+          ? 0
+          : -1;
+  if (r == -1)
+    s3bd_error_prefix (err, "index %s", where);
+  free (buf);
+  return r;
 }
