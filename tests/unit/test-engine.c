@@ -866,36 +866,38 @@ test_stall_mid_body_is_retried (void **state)
 }
 
 /* A server that sends a body slowly, but fast enough for the stall
- * limit (3.2 KB/s): the request's deadline ends it, not the body's end
- * (20000 bytes: about 6 s).  No byte is handed out.
+ * limit (32 KB/s, 30 times STALL_BYTES_PER_S, so that a loaded machine
+ * pausing the server for a few hundred milliseconds does not look like
+ * a stall): the request's deadline ends it, not the body's end (200000
+ * bytes: about 6 s).  No byte is handed out.
  */
 static void
 test_trickle_ends_at_deadline (void **state)
 {
-  static char resp[256 + 20000];
-  const struct step script[] = { { resp, false, 64 } };
+  static char resp[256 + 200000];
+  const struct step script[] = { { resp, false, 640 } };
   struct s3_config cfg = base_config ();
   struct s3_request r;
-  static char buf[20000];
+  static char buf[200000];
   int n;
   uint64_t t0, ms;
 
   (void)state;
   n = snprintf (resp, 256,
                 "HTTP/1.1 206 Partial Content\r\n"
-                "Content-Range: bytes 0-19999/20000\r\n"
-                "Content-Length: 20000\r\n\r\n");
-  memset (resp + n, 'x', 20000);
-  resp[n + 20000] = '\0';
+                "Content-Range: bytes 0-199999/200000\r\n"
+                "Content-Length: 200000\r\n\r\n");
+  memset (resp + n, 'x', 200000);
+  resp[n + 200000] = '\0';
   cfg.stall_timeout_s = 1;
   cfg.max_attempts = 0; /* no count: the deadline alone */
   cfg.retry_budget_ms = 1500;
   use_client (&cfg);
   SCRIPT (script);
   t0 = s3_now_ms ();
-  assert_int_equal (get (&r, 0, 20000, NULL, buf), -1);
+  assert_int_equal (get (&r, 0, 200000, NULL, buf), -1);
   ms = elapsed_ms (t0);
-  assert_error (&r, S3BD_ENET, "GET s3://bkt/key bytes 0-19999");
+  assert_error (&r, S3BD_ENET, "GET s3://bkt/key bytes 0-199999");
   assert_error (&r, S3BD_ENET, "timed out");
   assert_int_equal (r.attempts, 1);
   assert_true (ms >= 1400 && ms < 3000);
