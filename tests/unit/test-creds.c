@@ -736,11 +736,10 @@ process_profile (const char *json, int status)
   static char cmd[4096], script[512];
 
   snprintf (script, sizeof script, "%s", write_file ("proc.sh", ""));
-  snprintf (cmd, sizeof cmd, "#!/bin/sh\ncat <<'EOF'\n%s\nEOF\nexit %d\n",
-            json, status);
+  snprintf (cmd, sizeof cmd, "#!/bin/sh\ncat <<'EOF'\n%s\nEOF\nexit %d\n", json,
+            status);
   write_file ("proc.sh", cmd);
-  snprintf (cmd, sizeof cmd, "[default]\ncredential_process = sh %s\n",
-            script);
+  snprintf (cmd, sizeof cmd, "[default]\ncredential_process = sh %s\n", script);
   write_file (".aws/config", cmd);
   return script;
 }
@@ -792,8 +791,7 @@ test_process_wrong_answers (void **state)
       process_profile (cases[i].json, cases[i].status);
       new_fails (NULL, S3BD_ECREDS, &err);
       if (strstr (err.msg, cases[i].want) == NULL
-          || strstr (err.msg, "credential_process of profile default")
-                 == NULL)
+          || strstr (err.msg, "credential_process of profile default") == NULL)
         fail_msg ("case %zu: %s", i, err.msg);
     }
 }
