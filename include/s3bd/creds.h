@@ -13,8 +13,9 @@
  *      AWS_EC2_METADATA_SERVICE_ENDPOINT or http://169.254.169.254
  * `anonymous` skips the chain: requests go unsigned (public buckets).
  *
- * Temporary credentials (instance metadata) are refreshed when they are
- * within 5 minutes of expiry; creds_get is thread-safe.
+ * Temporary credentials (web identity, container, credential_process,
+ * instance metadata; see docs/s3-client.md for the full order) are refreshed
+ * when they are within 5 minutes of expiry; creds_get is thread-safe.
  */
 #ifndef S3BD_CREDS_H
 #define S3BD_CREDS_H

@@ -41,17 +41,205 @@
 
 #define IMDS_DEFAULT_ENDPOINT "http://169.254.169.254"
 
+#define STS_TIMEOUT_S 10      /* per STS request */
+#define CONTAINER_TIMEOUT_S 2 /* at least, per container request */
+#define PROCESS_TIMEOUT_S 60  /* for a credential_process to finish */
+#define SOURCE_SIZE (PATH_MAX + 256)
+
+/* Where temporary credentials come from again at a refresh. */
+enum refresh_kind
+{
+  REFRESH_NONE,
+  REFRESH_IMDS,
+  REFRESH_WEB_IDENTITY,
+  REFRESH_CONTAINER,
+  REFRESH_PROCESS,
+};
+
 struct creds_provider
 {
   pthread_mutex_t lock; /* protects: creds, retry_after */
   struct s3_creds creds;
   time_t retry_after; /* no refresh attempt before this */
   /* Immutable after creds_provider_new. */
-  bool from_imds; /* creds expire and can be refreshed */
+  enum refresh_kind kind; /* creds expire and can be refreshed */
   unsigned imds_timeout_s;
   char imds_endpoint[IMDS_ENDPOINT_SIZE];
-  char source[PATH_MAX + 256];
+  char *url;        /* STS endpoint, container URL */
+  char *role_arn;   /* web identity */
+  char *session;    /* web identity session name */
+  char *token_file; /* web identity, container */
+  char *token;      /* container (AWS_CONTAINER_AUTHORIZATION_TOKEN) */
+  char *command;    /* credential_process */
+  char source[SOURCE_SIZE];
 };
+
+/* Fetches the credentials of p's temporary source into *c. */
+static int
+fetch_source (struct creds_provider *p, struct s3_creds *c,
+              struct s3bd_error *err)
+{
+  char role[72];
+  unsigned t;
+
+  switch (p->kind)
+    {
+    case REFRESH_IMDS:
+      return imds_fetch (p->imds_endpoint, p->imds_timeout_s, c, role,
+                         sizeof role, err);
+    case REFRESH_WEB_IDENTITY:
+      return sts_assume_role_with_web_identity (p->url, p->role_arn, p->session,
+                                                p->token_file, STS_TIMEOUT_S, c,
+                                                err);
+    case REFRESH_CONTAINER:
+      t = p->imds_timeout_s > CONTAINER_TIMEOUT_S ? p->imds_timeout_s
+                                                  : CONTAINER_TIMEOUT_S;
+      return container_fetch (p->url, p->token, p->token_file, t, c, err);
+    case REFRESH_PROCESS:
+      return process_fetch (p->command, p->source, PROCESS_TIMEOUT_S, c, err);
+    case REFRESH_NONE: break;
+    }
+  return s3bd_fail (err, S3BD_ECREDS, "credentials: nothing to refresh");
+}
+
+static int
+dup_field (char **dst, const char *v, struct s3bd_error *err)
+{
+  *dst = strdup (v);
+  if (*dst == NULL)
+    return s3bd_fail (err, S3BD_ENOMEM, "credentials: out of memory");
+  return 0;
+}
+
+static void
+free_field (char **f)
+{
+  if (*f)
+    {
+      explicit_bzero (*f, strlen (*f));
+      free (*f);
+      *f = NULL;
+    }
+}
+
+/* The STS endpoint: AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, else the
+ * regional one (AWS_REGION, AWS_DEFAULT_REGION), else the global one.
+ */
+static int
+sts_endpoint (char **out, struct s3bd_error *err)
+{
+  const char *ep = getenv_set ("AWS_ENDPOINT_URL_STS");
+  const char *region;
+  char buf[256];
+
+  if (ep == NULL)
+    ep = getenv_set ("AWS_ENDPOINT_URL");
+  if (ep)
+    {
+      if (strncmp (ep, "http://", 7) != 0 && strncmp (ep, "https://", 8) != 0)
+        return s3bd_fail (err, S3BD_EINVAL,
+                          "web identity: STS endpoint %.256s is not an "
+                          "http:// or https:// URL",
+                          ep);
+      return dup_field (out, ep, err);
+    }
+  region = getenv_set ("AWS_REGION");
+  if (region == NULL)
+    region = getenv_set ("AWS_DEFAULT_REGION");
+  if (region
+      && strspn (region, "abcdefghijklmnopqrstuvwxyz0123456789-")
+             == strlen (region)
+      && strlen (region) < 64)
+    snprintf (buf, sizeof buf, "https://sts.%s.amazonaws.com/", region);
+  else
+    snprintf (buf, sizeof buf, "https://sts.amazonaws.com/");
+  return dup_field (out, buf, err);
+}
+
+/* Web identity from token_file and role_arn, where names the source. */
+static int
+creds_from_web_identity (struct creds_provider *p, const char *token_file,
+                         const char *role_arn, const char *session,
+                         const char *where, struct s3bd_error *err)
+{
+  char name[64];
+
+  if (session == NULL)
+    {
+      snprintf (name, sizeof name, "s3bd-session-%lld", (long long)time (NULL));
+      session = name;
+    }
+  if (sts_endpoint (&p->url, err) < 0
+      || dup_field (&p->role_arn, role_arn, err) < 0
+      || dup_field (&p->session, session, err) < 0
+      || dup_field (&p->token_file, token_file, err) < 0)
+    return -1;
+  p->kind = REFRESH_WEB_IDENTITY;
+  if (fetch_source (p, &p->creds, err) < 0)
+    return -1;
+  snprintf (p->source, sizeof p->source, "%s (role %.256s via STS %.256s)",
+            where, role_arn, p->url);
+  return 1;
+}
+
+/* Step 2b: AWS_WEB_IDENTITY_TOKEN_FILE + AWS_ROLE_ARN. */
+static int
+creds_from_env_web_identity (struct creds_provider *p, struct s3bd_error *err)
+{
+  const char *file = getenv_set ("AWS_WEB_IDENTITY_TOKEN_FILE");
+  const char *arn = getenv_set ("AWS_ROLE_ARN");
+
+  if (!file && !arn)
+    return 0;
+  if (!file || !arn)
+    return s3bd_fail (err, S3BD_ECREDS, "web identity: %s is set but %s is not",
+                      file ? "AWS_WEB_IDENTITY_TOKEN_FILE" : "AWS_ROLE_ARN",
+                      file ? "AWS_ROLE_ARN" : "AWS_WEB_IDENTITY_TOKEN_FILE");
+  return creds_from_web_identity (
+      p, file, arn, getenv_set ("AWS_ROLE_SESSION_NAME"),
+      "web identity (AWS_WEB_IDENTITY_TOKEN_FILE)", err);
+}
+
+/* Step 5: container credentials.  Returns 1, 0 when not configured, -1. */
+static int
+creds_from_container (struct creds_provider *p, struct s3bd_error *err)
+{
+  const char *rel = getenv_set ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  const char *full = getenv_set ("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+  const char *tok = getenv_set ("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+  const char *tokf = getenv_set ("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
+  char buf[IMDS_ENDPOINT_SIZE];
+
+  if (!rel && !full)
+    return 0;
+  if (rel)
+    {
+      if (rel[0] != '/' || strlen (rel) > 400)
+        return s3bd_fail (err, S3BD_EINVAL,
+                          "container credentials: "
+                          "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must be a "
+                          "path starting with '/'");
+      snprintf (buf, sizeof buf, "http://169.254.170.2%s", rel);
+      if (dup_field (&p->url, buf, err) < 0)
+        return -1;
+    }
+  else
+    {
+      if (container_check_uri (full, err) < 0
+          || dup_field (&p->url, full, err) < 0)
+        return -1;
+      if (tokf && dup_field (&p->token_file, tokf, err) < 0)
+        return -1;
+      if (!tokf && tok && dup_field (&p->token, tok, err) < 0)
+        return -1;
+    }
+  p->kind = REFRESH_CONTAINER;
+  if (fetch_source (p, &p->creds, err) < 0)
+    return -1;
+  snprintf (p->source, sizeof p->source, "container credentials %.500s",
+            p->url);
+  return 1;
+}
 
 /* ---- Small helpers ---- */
 
@@ -272,6 +460,42 @@ creds_from_file (struct creds_provider *p, const char *path,
         err, S3BD_ECREDS, "%s: %s without %s", where,
         ps.access_key ? "aws_access_key_id" : "aws_secret_access_key",
         ps.access_key ? "aws_secret_access_key" : "aws_access_key_id");
+  else if (*unsupported)
+    r = 0; /* reported by the caller */
+  else if (ps.web_identity_token_file || ps.role_arn)
+    {
+      if (!ps.web_identity_token_file)
+        r = s3bd_fail (err, S3BD_ECREDS,
+                       "%s: role_arn without source_profile or "
+                       "web_identity_token_file",
+                       where);
+      else if (!ps.role_arn)
+        r = s3bd_fail (err, S3BD_ECREDS,
+                       "%s: web_identity_token_file without role_arn", where);
+      else
+        {
+          char w[sizeof p->source];
+
+          snprintf (w, sizeof w, "web identity of %.3000s", where);
+          r = creds_from_web_identity (p, ps.web_identity_token_file,
+                                       ps.role_arn, ps.role_session_name, w,
+                                       err);
+        }
+    }
+  else if (ps.credential_process)
+    {
+      snprintf (p->source, sizeof p->source, "credential_process of %.3000s",
+                where);
+      if (dup_field (&p->command, ps.credential_process, err) < 0)
+        r = -1;
+      else
+        {
+          p->kind = REFRESH_PROCESS;
+          r = fetch_source (p, &p->creds, err) < 0 ? -1 : 1;
+          if (r == 1 && p->creds.expiration == 0)
+            p->kind = REFRESH_NONE;
+        }
+    }
   profile_scan_free (&ps);
   return r;
 }
@@ -346,6 +570,8 @@ resolve_chain (struct creds_provider *p, const struct creds_config *cfg,
   if (!explicit_profile)
     {
       r = creds_from_env (p, err);
+      if (r == 0)
+        r = creds_from_env_web_identity (p, err);
       if (r != 0)
         return r < 0 ? -1 : 0;
     }
@@ -375,14 +601,22 @@ resolve_chain (struct creds_provider *p, const struct creds_config *cfg,
     return s3bd_fail (err, S3BD_ECREDS, "profile %s not found in %s", profile,
                       files);
 
-  /* 4. Instance metadata. */
+  /* 5. Container credentials. */
+  r = creds_from_container (p, err);
+  if (r != 0)
+    return r < 0 ? -1 : 0;
+
+  /* 6. Instance metadata. */
   tried[0] = '\0';
   append (tried, sizeof tried, "not in explicit settings, ");
   if (explicit_profile)
     append (tried, sizeof tried, "environment (skipped for a named profile), ");
   else
-    append (tried, sizeof tried, "environment (AWS_ACCESS_KEY_ID), ");
+    append (tried, sizeof tried,
+            "environment (AWS_ACCESS_KEY_ID, AWS_WEB_IDENTITY_TOKEN_FILE), ");
   append (tried, sizeof tried, "profile %s in %s, ", profile, files);
+  append (tried, sizeof tried,
+          "container credentials (AWS_CONTAINER_CREDENTIALS_*_URI not set), ");
   if (imds_disabled ())
     append (tried, sizeof tried,
             "instance metadata (disabled by AWS_EC2_METADATA_DISABLED)");
@@ -411,7 +645,7 @@ resolve_chain (struct creds_provider *p, const struct creds_config *cfg,
                       sizeof role, &imds_err);
       if (r == 0)
         {
-          p->from_imds = true;
+          p->kind = REFRESH_IMDS;
           snprintf (p->source, sizeof p->source, "instance metadata role %s",
                     role);
           return 0;
@@ -459,6 +693,12 @@ creds_provider_free (struct creds_provider *p)
     return;
   pthread_mutex_destroy (&p->lock);
   explicit_bzero (&p->creds, sizeof p->creds);
+  free_field (&p->url);
+  free_field (&p->role_arn);
+  free_field (&p->session);
+  free_field (&p->token_file);
+  free_field (&p->token);
+  free_field (&p->command);
   free (p);
 }
 
@@ -468,26 +708,26 @@ creds_get (struct creds_provider *p, struct s3_creds *out,
 {
   struct s3bd_error why = { 0 };
   struct s3_creds fresh;
-  char role[72], when[32];
+  char when[32];
   time_t now;
   int r = 0;
 
   pthread_mutex_lock (&p->lock);
   now = time (NULL);
-  if (p->from_imds && p->creds.expiration - now < REFRESH_WINDOW_S
+  if (p->kind != REFRESH_NONE && p->creds.expiration != 0
+      && p->creds.expiration - now < REFRESH_WINDOW_S
       && (now >= p->retry_after || p->creds.expiration <= now))
     {
       p->retry_after = now + RETRY_AFTER_S;
-      r = imds_fetch (p->imds_endpoint, p->imds_timeout_s, &fresh, role,
-                      sizeof role, &why);
+      r = fetch_source (p, &fresh, &why);
       if (r == 0)
         p->creds = fresh;
       else if (p->creds.expiration <= now)
         {
           format_time (p->creds.expiration, when, sizeof when);
           s3bd_fail (err, S3BD_ECREDS,
-                     "refreshing credentials from instance metadata: %s (the "
-                     "current ones expired at %s)",
+                     "refreshing credentials: %s (the current ones expired "
+                     "at %s)",
                      why.msg, when);
         }
       else

@@ -82,6 +82,10 @@ struct profile_scan
   char *access_key;
   char *secret_key;
   char *session_token;
+  char *credential_process;
+  char *role_arn;
+  char *web_identity_token_file;
+  char *role_session_name;
   const char *unsupported; /* from unsupported_keys in ini.c */
 };
 
@@ -123,5 +127,50 @@ int imds_parse_role (char *body, const char *url, char *role, size_t size,
                      struct s3bd_error *err);
 int imds_parse_creds (const char *body, const char *url, struct s3_creds *c,
                       struct s3bd_error *err);
+
+/* ---- sts.c: STS, and HTTP for the credential sources ---- */
+
+/* One HTTP request (a POST when post is not NULL) with an optional extra
+ * header; *out (malloc'd, NUL-terminated; wipe and free it) gets the body
+ * and *status the HTTP status.  what names the request in err.
+ */
+int creds_http (const char *url, const char *post, const char *auth_header,
+                unsigned timeout_s, long *status, char **out, size_t *out_len,
+                const char *what, struct s3bd_error *err);
+/* The trimmed contents of a token file (malloc'd secret), or NULL with
+ * err set naming what and the path.
+ */
+char *creds_read_token_file (const char *path, const char *what,
+                             struct s3bd_error *err);
+/* An STS answer (AssumeRoleWithWebIdentity or AssumeRole, or an
+ * ErrorResponse) into *c with its expiration.
+ */
+int sts_parse_response (const char *body, size_t len, long status,
+                        const char *what, struct s3_creds *c,
+                        struct s3bd_error *err);
+int sts_assume_role_with_web_identity (const char *endpoint,
+                                       const char *role_arn,
+                                       const char *session_name,
+                                       const char *token_file,
+                                       unsigned timeout_s, struct s3_creds *c,
+                                       struct s3bd_error *err);
+
+/* ---- credsource-container.c ---- */
+
+/* Checks a full URI: https anywhere, http only to loopback and the
+ * container-credential addresses.  Returns 0, or -1 with err set.
+ */
+int container_check_uri (const char *uri, struct s3bd_error *err);
+int container_fetch (const char *url, const char *token, const char *token_file,
+                     unsigned timeout_s, struct s3_creds *c,
+                     struct s3bd_error *err);
+
+/* ---- credsource-process.c ---- */
+
+/* Parses credential_process output (Version 1). */
+int process_parse_output (const char *out, const char *what, struct s3_creds *c,
+                          struct s3bd_error *err);
+int process_fetch (const char *command, const char *what, unsigned timeout_s,
+                   struct s3_creds *c, struct s3bd_error *err);
 
 #endif

@@ -320,8 +320,10 @@ section_is_profile (const char *section, const char *profile, bool config_file)
 
 /* Profile keys that name a credential source s3bd does not implement. */
 static const char *const unsupported_keys[] = {
-  "role_arn",      "credential_process",      "sso_session",
-  "sso_start_url", "web_identity_token_file",
+  "sso_session",
+  "sso_start_url",
+  "source_profile",
+  "credential_source",
 };
 
 static int
@@ -342,6 +344,14 @@ profile_scan_cb (void *arg, const char *section, const char *key,
     slot = &ps->secret_key;
   else if (strcasecmp (key, "aws_session_token") == 0)
     slot = &ps->session_token;
+  else if (strcasecmp (key, "credential_process") == 0)
+    slot = &ps->credential_process;
+  else if (strcasecmp (key, "role_arn") == 0)
+    slot = &ps->role_arn;
+  else if (strcasecmp (key, "web_identity_token_file") == 0)
+    slot = &ps->web_identity_token_file;
+  else if (strcasecmp (key, "role_session_name") == 0)
+    slot = &ps->role_session_name;
   else
     {
       for (i = 0; i < sizeof unsupported_keys / sizeof *unsupported_keys; i++)
@@ -365,7 +375,13 @@ profile_scan_free (struct profile_scan *ps)
   free_secret (ps->access_key);
   free_secret (ps->secret_key);
   free_secret (ps->session_token);
+  free_secret (ps->credential_process);
+  free_secret (ps->role_arn);
+  free_secret (ps->web_identity_token_file);
+  free_secret (ps->role_session_name);
   ps->access_key = ps->secret_key = ps->session_token = NULL;
+  ps->credential_process = ps->role_arn = NULL;
+  ps->web_identity_token_file = ps->role_session_name = NULL;
 }
 
 int

@@ -47,6 +47,15 @@ static const char *const aws_vars[] = {
   "AWS_SHARED_CREDENTIALS_FILE",
   "AWS_CONFIG_FILE",
   "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+  "AWS_WEB_IDENTITY_TOKEN_FILE",
+  "AWS_ROLE_ARN",
+  "AWS_ROLE_SESSION_NAME",
+  "AWS_ENDPOINT_URL",
+  "AWS_ENDPOINT_URL_STS",
+  "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+  "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+  "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+  "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
 };
 
 static int
@@ -639,8 +648,10 @@ test_chain_nothing_found_lists_sources (void **state)
   new_fails (&cfg, S3BD_ECREDS, &err);
   snprintf (want, sizeof want,
             "no credentials found: not in explicit settings, environment "
-            "(AWS_ACCESS_KEY_ID), profile default in %s/.aws/credentials or "
-            "%s/.aws/config, instance metadata (disabled by "
+            "(AWS_ACCESS_KEY_ID, AWS_WEB_IDENTITY_TOKEN_FILE), profile "
+            "default in %s/.aws/credentials or %s/.aws/config, container "
+            "credentials (AWS_CONTAINER_CREDENTIALS_*_URI not set), instance "
+            "metadata (disabled by "
             "AWS_EC2_METADATA_DISABLED); set them or use anonymous access",
             tmpdir, tmpdir);
   assert_string_equal (err.msg, want);
@@ -711,11 +722,161 @@ test_chain_unsupported_profile_source (void **state)
   struct creds_config cfg = { .profile = "sso" };
   struct s3bd_error err;
 
-  write_file (".aws/config",
-              "[profile sso]\n"
-              "credential_process = /usr/bin/get-creds --secret " SECRET "\n");
+  write_file (".aws/config", "[profile sso]\n"
+                             "sso_start_url = https://x/" SECRET "\n");
   new_fails (&cfg, S3BD_ECREDS, &err);
-  assert_non_null (strstr (err.msg, "uses credential_process"));
+  assert_non_null (strstr (err.msg, "uses sso_start_url"));
+}
+
+/* ---- credential_process ---- */
+
+static const char *
+process_profile (const char *json, int status)
+{
+  static char cmd[4096], script[512];
+
+  snprintf (script, sizeof script, "%s", write_file ("proc.sh", ""));
+  snprintf (cmd, sizeof cmd, "#!/bin/sh\ncat <<'EOF'\n%s\nEOF\nexit %d\n", json,
+            status);
+  write_file ("proc.sh", cmd);
+  snprintf (cmd, sizeof cmd, "[default]\ncredential_process = sh %s\n", script);
+  write_file (".aws/config", cmd);
+  return script;
+}
+
+static void
+test_process_credentials (void **state)
+{
+  struct creds_provider *p;
+
+  process_profile ("{\"Version\": 1, \"AccessKeyId\": \"AKIAPROC\", "
+                   "\"SecretAccessKey\": \"" SECRET "\", "
+                   "\"SessionToken\": \"tok\", "
+                   "\"Expiration\": \"2099-01-01T00:00:00Z\"}",
+                   0);
+  p = new_ok (NULL);
+  assert_creds (p, "AKIAPROC", SECRET, "tok");
+  assert_non_null (strstr (creds_source (p), "credential_process of profile "
+                                             "default"));
+  creds_provider_free (p);
+}
+
+static void
+test_process_wrong_answers (void **state)
+{
+  static const struct
+  {
+    const char *json;
+    int status;
+    const char *want;
+  } cases[] = {
+    { "{\"Version\": 2, \"AccessKeyId\": \"A\", \"SecretAccessKey\": "
+      "\"" SECRET "\"}",
+      0, "output has no \"Version\": 1" },
+    { "not json " SECRET, 0, "output is not a JSON object" },
+    { "{\"Version\": 1, \"AccessKeyId\": \"A\"}", 0,
+      "output without SecretAccessKey" },
+    { "{\"Version\": 1, \"AccessKeyId\": \"A\", \"SecretAccessKey\": "
+      "\"" SECRET "\", \"Expiration\": \"soon\"}",
+      0, "malformed Expiration" },
+    { "{\"Version\": 1, \"AccessKeyId\": \"A\", \"SecretAccessKey\": "
+      "\"" SECRET "\"}",
+      3, "the command exited with status 3" },
+  };
+  struct s3bd_error err;
+  size_t i;
+
+  for (i = 0; i < sizeof cases / sizeof *cases; i++)
+    {
+      process_profile (cases[i].json, cases[i].status);
+      new_fails (NULL, S3BD_ECREDS, &err);
+      if (strstr (err.msg, cases[i].want) == NULL
+          || strstr (err.msg, "credential_process of profile default") == NULL)
+        fail_msg ("case %zu: %s", i, err.msg);
+    }
+}
+
+/* ---- The chain's order, as a table ---- */
+
+static void
+test_chain_order_table (void **state)
+{
+  /* Each source is configured so that it either yields keys (static ones,
+   * a credential_process) or fails in a way that names it (a missing token
+   * file, a container URI refused before any request): a source further
+   * down the chain never gets asked once an earlier one is configured.
+   */
+  static const struct
+  {
+    const char *env;    /* "NAME=value;..." */
+    const char *config; /* ~/.aws/config */
+    const char *want;   /* the access key, or "!" and part of the error */
+  } cases[] = {
+    { "AWS_ACCESS_KEY_ID=AKIAENV;AWS_SECRET_ACCESS_KEY=s;"
+      "AWS_WEB_IDENTITY_TOKEN_FILE=/nonexistent;AWS_ROLE_ARN=arn:r",
+      "", "AKIAENV" },
+    { "AWS_WEB_IDENTITY_TOKEN_FILE=/nonexistent;AWS_ROLE_ARN=arn:r;"
+      "AWS_ENDPOINT_URL=http://127.0.0.1:9",
+      "[default]\naws_access_key_id = AKIAFILE\naws_secret_access_key = s\n",
+      "!web identity: cannot read token file /nonexistent" },
+    { "AWS_WEB_IDENTITY_TOKEN_FILE=/nonexistent",
+      "[default]\naws_access_key_id = AKIAFILE\naws_secret_access_key = s\n",
+      "!web identity: AWS_WEB_IDENTITY_TOKEN_FILE is set but AWS_ROLE_ARN is "
+      "not" },
+    { "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://example.com/creds",
+      "[default]\naws_access_key_id = AKIAFILE\naws_secret_access_key = s\n",
+      "AKIAFILE" },
+    { "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://example.com/creds", "",
+      "!host example.com is not allowed over plain http" },
+    { "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI=creds", "",
+      "!AWS_CONTAINER_CREDENTIALS_RELATIVE_URI must be a path" },
+    { "AWS_ENDPOINT_URL=http://127.0.0.1:9",
+      "[default]\nweb_identity_token_file = /nonexistent\nrole_arn = arn:r\n",
+      "!web identity: cannot read token file /nonexistent" },
+    { "", "[default]\nrole_arn = arn:r\n",
+      "!role_arn without source_profile or web_identity_token_file" },
+    { "", "[default]\nrole_arn = arn:r\nsource_profile = base\n",
+      "!uses source_profile" },
+    { "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://example.com/creds",
+      "[default]\ncredential_process = false\n",
+      "!credential_process of profile default" },
+  };
+  size_t i;
+
+  for (i = 0; i < sizeof cases / sizeof *cases; i++)
+    {
+      char env[512], *save, *kv;
+      struct creds_provider *p = NULL;
+      struct s3bd_error err = { 0 };
+      size_t j;
+
+      for (j = 0; j < sizeof aws_vars / sizeof *aws_vars; j++)
+        unsetenv (aws_vars[j]);
+      snprintf (env, sizeof env, "%s", cases[i].env);
+      for (kv = strtok_r (env, ";", &save); kv;
+           kv = strtok_r (NULL, ";", &save))
+        {
+          char *eq = strchr (kv, '=');
+
+          *eq = '\0';
+          setenv (kv, eq + 1, 1);
+        }
+      write_file (".aws/config", cases[i].config);
+      if (cases[i].want[0] == '!')
+        {
+          if (creds_provider_new (NULL, &p, &err) == 0)
+            fail_msg ("case %zu: succeeded (%s)", i, creds_source (p));
+          if (strstr (err.msg, cases[i].want + 1) == NULL)
+            fail_msg ("case %zu: %s", i, err.msg);
+        }
+      else
+        {
+          if (creds_provider_new (NULL, &p, &err) < 0)
+            fail_msg ("case %zu: %s", i, err.msg);
+          assert_creds (p, cases[i].want, "s", "");
+          creds_provider_free (p);
+        }
+    }
 }
 
 /* ---- aws_config_lookup ---- */
@@ -1285,6 +1446,9 @@ main (void)
     T (test_chain_unreadable_file),
     T (test_chain_value_too_long_hides_secret),
     T (test_chain_unsupported_profile_source),
+    T (test_process_credentials),
+    T (test_process_wrong_answers),
+    T (test_chain_order_table),
     T (test_config_lookup),
     T (test_imds_credentials),
     T (test_imds_refresh_near_expiry),
