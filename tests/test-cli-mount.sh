@@ -62,6 +62,9 @@ wait $reader
 cat "$TMP/status.json"
 check "s3bd status --json is JSON with rates" \
   jq -e '(.mb_per_s|type=="number") and (.gets_per_s|type=="number") and (.errors==0) and .nbdkit_running and (.counters.gets > 0)' "$TMP/status.json"
+st=$(cat "$(grep -l "$TMP/m1" "$TMP"/run/*/mountpoint | xargs dirname)/stats")
+check "the plugin's stats file is JSON (stats-format=json) with counters and rates" \
+  jq -e '(.gets|type=="number") and (.mb_per_s|type=="number") and (.gets_per_s|type=="number") and (.line|startswith("stats: GETs"))' <<<"$st"
 check "s3bd status (all mounts, text) names both" \
   bash -c '"$0" status > "$1" && grep -q "MB/s" "$1" && [ "$(grep -c "GETs/s" "$1")" -eq 2 ]' "$S3BD" "$TMP/status.txt"
 
