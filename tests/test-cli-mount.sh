@@ -114,6 +114,16 @@ else
   helper_installed=false
 fi
 
+# --hydrate --wait: mounted once the copy is complete; status shows it.
+check "s3bd mount --hydrate --wait mounts once the copy is complete" \
+  "$S3BD" mount "${env_opts[@]}" "${s3opts[@]}" --hydrate "$TMP/copy.img" --wait s3://cli/ds/ "$TMP/m1"
+"$S3BD" status --json "$TMP/m1" > "$TMP/hstatus.json"
+cat "$TMP/hstatus.json"
+check "status --json reports the copy complete at 100%" \
+  jq -e '.hydrate.complete and .hydrate.percent == 100 and .hydrate.total_bytes > 0' "$TMP/hstatus.json"
+check "every file reads back as its object (hydrated)" "$S3BD_TESTDATA" verify "$TMP/m1" < "$TMP/dump"
+"$S3BD" umount "$TMP/m1"
+
 # --channel: /opt/ml layout under a temporary root, merged config.
 sm=$TMP/sm
 mkdir -p "$sm/input/config"
