@@ -85,6 +85,21 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 expect_error "a wrong endpoint fails the mount" "check.*(connect|refused|reach)" \
   "$S3BD" mount "${env_opts[@]}" --endpoint "http://127.0.0.1:$port" --path-style --timeout 3 --index "$TMP/ds.s3bd" "$TMP/m3"
 check "nothing left after the wrong endpoint" nothing_left
+# An endpoint that accepts connections and never answers: the check's
+# deadline (--timeout) ends the wait, and the mount fails.
+python3 -c 'import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0)); s.listen(64); print(s.getsockname()[1]); sys.stdout.flush()
+conns = []
+while True: conns.append(s.accept())' > "$TMP/silent.port" &
+silent=$!
+for _ in $(seq 50); do [ -s "$TMP/silent.port" ] && break; sleep 0.1; done
+expect_error "an endpoint that never answers fails the mount" "check.*(timed out|timeout|deadline|stalled|attempts)" \
+  "$S3BD" mount "${env_opts[@]}" --endpoint "http://127.0.0.1:$(cat "$TMP/silent.port")" --path-style --timeout 3 \
+  --index "$TMP/ds.s3bd" "$TMP/m3"
+kill "$silent" 2>/dev/null || true
+wait "$silent" 2>/dev/null || true
+check "nothing left after the silent endpoint" nothing_left
 expect_error "a wrong secret fails the mount" "authentication|SignatureDoesNotMatch|credentials" \
   env AWS_SECRET_ACCESS_KEY=wrong "$S3BD" mount "${env_opts[@]}" "${s3opts[@]}" s3://cli/ds/ "$TMP/m3"
 check "nothing left after the wrong secret" nothing_left
