@@ -44,6 +44,10 @@ check "s3bd pipe s3://pipes/ds/ --channel train starts" \
   --sagemaker-root "$sm" --channel train --epochs 1 s3://pipes/ds/
 check "train_0 is a FIFO and reads to EOF" read_fifo "$sm/input/data/train_0" "$TMP/train_0"
 check "train_0 holds the objects back to back in index order" cmp "$TMP/expected" "$TMP/train_0"
+sleep 1.5  # a stats write after the epoch
+check "the JSON stats carry the pipe's epoch counters" \
+  jq -e '(.pipe | test("pipe reader 0: 1 epochs done")) and .gets > 0 and (.mb_per_s|type=="number")' \
+  "$TMP/run/pipe-train/stats.json"
 check "s3bd pipe --index --channel test starts" \
   "$S3BD" pipe "${env_opts[@]}" --endpoint "$S3BD_TEST_ENDPOINT" --path-style \
   --sagemaker-root "$sm" --channel test --epochs 1 --index "$TMP/ds.s3bd"
@@ -65,4 +69,6 @@ expect_error "a wrong bucket fails s3bd pipe" "no such bucket" \
   "$S3BD" pipe "${env_opts[@]}" --endpoint "$S3BD_TEST_ENDPOINT" --path-style \
   --sagemaker-root "$sm" --channel train s3://nope/ds/
 check "nothing left running after the failure" test ! -e "$TMP/run/pipe-train"
+expect_error "stats-format= other than text or json is refused" "stats-format: yaml: must be text or json" \
+  nbdkit -U - "$S3BD_PLUGIN_SO" index="$TMP/ds.s3bd" stats-format=yaml --run true
 finish
