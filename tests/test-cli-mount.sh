@@ -30,7 +30,7 @@ for e in $(plugin_env); do env_opts+=(--nbdkit-env "$e"); done
 mkdir "$TMP/m1" "$TMP/m2" "$TMP/m3"
 helper_installed=false
 undo () {
-  for m in "$TMP"/m1 "$TMP"/m2 "$TMP"/m3 "$TMP"/sm/input/data/*; do "$S3BD" umount "$m" >/dev/null 2>&1 || true; done
+  for m in "$TMP"/m1 "$TMP"/m2 "$TMP"/m3 "$TMP"/sm/input/data/* "$TMP"/smh/input/data/*; do "$S3BD" umount "$m" >/dev/null 2>&1 || true; done
   $helper_installed && rm -f /sbin/mount.s3bd
   cleanup
 }
@@ -130,14 +130,20 @@ else
 fi
 
 # --hydrate --wait: mounted once the copy is complete; status shows it.
-check "s3bd mount --hydrate --wait mounts once the copy is complete" \
-  "$S3BD" mount "${env_opts[@]}" "${s3opts[@]}" --hydrate "$TMP/copy.img" --wait s3://cli/ds/ "$TMP/m1"
+check "s3bd mount --hydrate --wait --channel hy mounts once the copy is complete" \
+  "$S3BD" mount "${env_opts[@]}" "${s3opts[@]}" --hydrate "$TMP/copy.img" --wait \
+  --sagemaker-root "$TMP/smh" --channel hy s3://cli/ds/
+check "the hydrated channel is File mode in inputdataconfig.json" \
+  jq -e '.hy.TrainingInputMode == "File" and .hy.S3DistributionType == "FullyReplicated"' \
+  "$TMP/smh/input/config/inputdataconfig.json"
+mv "$TMP/m1" "$TMP/m1.unused" && ln -s "$TMP/smh/input/data/hy" "$TMP/m1"
 "$S3BD" status --json "$TMP/m1" > "$TMP/hstatus.json"
 cat "$TMP/hstatus.json"
 check "status --json reports the copy complete at 100%" \
   jq -e '.hydrate.complete and .hydrate.percent == 100 and .hydrate.total_bytes > 0' "$TMP/hstatus.json"
 check "every file reads back as its object (hydrated)" "$S3BD_TESTDATA" verify "$TMP/m1" < "$TMP/dump"
 "$S3BD" umount "$TMP/m1"
+rm "$TMP/m1" && mv "$TMP/m1.unused" "$TMP/m1"
 
 # --channel: /opt/ml layout under a temporary root, merged config.
 sm=$TMP/sm
