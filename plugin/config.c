@@ -257,6 +257,19 @@ s3bd_config (const char *key, const char *value)
     }
   if (strcmp (key, "stats-file") == 0)
     return once (key, value, &params.stats_file);
+  if (strcmp (key, "stats-format") == 0)
+    {
+      if (strcmp (value, "json") == 0)
+        params.stats_json = true;
+      else if (strcmp (value, "text") == 0)
+        params.stats_json = false;
+      else
+        {
+          nbdkit_error ("stats-format: %s: must be text or json", value);
+          return -1;
+        }
+      return 0;
+    }
   if (strcmp (key, "hydrate") == 0)
     return once (key, value, &params.hydrate);
   if (strcmp (key, "hydrate-state") == 0)
@@ -431,6 +444,7 @@ const char s3bd_config_help_text[]
       "verify-max=SIZE      check whole-object GETs up to SIZE against the\n"
       "                     ETag's MD5 (default 1M; 0: none)\n"
       "stats-file=PATH      rewrite statistics to PATH every second\n"
+      "stats-format=text|json  the stats file's form (default text)\n"
       "hydrate=PATH         keep every byte fetched in PATH (a file, made\n"
       "                     sparse, or a block device) and serve it from "
       "there\n"

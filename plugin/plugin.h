@@ -27,6 +27,7 @@ struct s3bd_params
   unsigned max_requests; /* GETs in flight */
   uint64_t verify_max;   /* verify-max= */
   const char *stats_file;
+  bool stats_json;           /* stats-format=json */
   bool check;                /* one signed GET before serving */
   const char *hydrate;       /* hydrate=: the local copy */
   const char *hydrate_state; /* hydrate-state= */

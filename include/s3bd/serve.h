@@ -75,5 +75,8 @@ uint64_t serve_ahead_bytes (struct serve *s);
  * the hydration's.
  */
 void serve_stats_line (struct serve *s, char *buf, size_t n);
+/* The same counters as numbers: the fetcher's and the cache's. */
+void serve_get_stats (struct serve *s, struct fetch_stats *fs,
+                      struct cache_stats *cs);
 
 #endif

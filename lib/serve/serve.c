@@ -202,6 +202,14 @@ serve_ahead_bytes (struct serve *s)
 }
 
 void
+serve_get_stats (struct serve *s, struct fetch_stats *fs,
+                 struct cache_stats *cs)
+{
+  cache_get_stats (s->cache, cs);
+  fetcher_get_stats (s->fetcher, fs);
+}
+
+void
 serve_stats_line (struct serve *s, char *buf, size_t n)
 {
   struct cache_stats cs;
