@@ -161,12 +161,13 @@ start_nbdkit () {
     endpoint="$S3BD_TEST_ENDPOINT" path-style=true "$@" \
     > "$TMP/nbdkit.log" 2>&1 &
   NBDKIT_PID=$!
-  for _ in $(seq 300); do
+  for _ in $(seq 600); do
     [ -s "$TMP/nbdkit.pid" ] && return 0
     kill -0 "$NBDKIT_PID" 2>/dev/null || { cat "$TMP/nbdkit.log" >&2; echo "FAIL: nbdkit did not start" >&2; exit 1; }
     sleep 0.1
   done
-  echo "FAIL: nbdkit did not start in 30 s" >&2
+  tail -n 40 "$TMP/nbdkit.log" >&2
+  echo "FAIL: nbdkit did not start in 60 s (its log's end above)" >&2
   exit 1
 }
 

@@ -115,7 +115,8 @@ expect_error "a bare path is not taken for a prefix" "not an s3://bucket/prefix/
 if [ -e /sbin/mount.s3bd ]; then
   echo "note: /sbin/mount.s3bd exists already; mount -t s3bd not tested" >&2
 else
-  printf '#!/bin/sh\nS3BD_RUN_DIR=%s S3BD_PLUGIN=%s exec %s "$@"\n' "$S3BD_RUN_DIR" "$S3BD_PLUGIN" \
+  printf '#!/bin/sh\nS3BD_RUN_DIR=%s S3BD_PLUGIN=%s S3BD_NBDKIT_ENV="%s" exec %s "$@"\n' \
+    "$S3BD_RUN_DIR" "$S3BD_PLUGIN" "$(plugin_env | tr '\n' ' ')" \
     "$S3BD_SOURCE_DIR/cli/mount.s3bd" > /sbin/mount.s3bd
   chmod 755 /sbin/mount.s3bd
   helper_installed=true

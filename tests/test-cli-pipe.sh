@@ -70,5 +70,5 @@ expect_error "a wrong bucket fails s3bd pipe" "no such bucket" \
   --sagemaker-root "$sm" --channel train s3://nope/ds/
 check "nothing left running after the failure" test ! -e "$TMP/run/pipe-train"
 expect_error "stats-format= other than text or json is refused" "stats-format: yaml: must be text or json" \
-  nbdkit -U - "$S3BD_PLUGIN_SO" index="$TMP/ds.s3bd" stats-format=yaml --run true
+  env $(plugin_env) nbdkit -U - "$S3BD_PLUGIN_SO" index="$TMP/ds.s3bd" stats-format=yaml --run true
 finish

@@ -47,6 +47,16 @@ read_across_refresh () {
   check "$name: s3bd-mkimage lists the dataset" \
     mkimage s3://cred/ds/ -o "$TMP/$name.s3bd" 2> "$TMP/$name.mkimage.err"
   make_expected "$TMP/$name.s3bd" "$TMP/$name.img"
+  # nbdkit is not built with the sanitizers; with their runtimes
+  # preloaded into it, glibc's locale lock is found corrupt (its reader
+  # count below zero) by the first newlocale, which json-c calls on
+  # every parse: nbdkit hangs.  The JSON sources' parsing is covered by
+  # the instrumented s3bd-mkimage above and the unit tests; the plain
+  # build runs this part.
+  if sanitized_build && [ "$name" != web-identity ]; then
+    echo "note: $name: the plugin part is not run in the sanitized build (preloaded ASan and json-c's newlocale deadlock in nbdkit)" >&2
+    return 0
+  fi
   start_nbdkit "$TMP/nbd.sock" "$TMP/$name.s3bd" cache-size=64M stats-file="$TMP/$name.stats"
   for round in 1 2 3; do
     nbdcopy "nbd+unix:///?socket=$TMP/nbd.sock" "$TMP/copy.img"

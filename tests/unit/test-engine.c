@@ -865,11 +865,12 @@ test_stall_mid_body_is_retried (void **state)
   assert_true (ms >= 900 && ms < 2500);
 }
 
-/* A server that sends a body slowly, but fast enough for the stall
- * limit (32 KB/s, 30 times STALL_BYTES_PER_S, so that a loaded machine
- * pausing the server for a few hundred milliseconds does not look like
- * a stall): the request's deadline ends it, not the body's end (200000
- * bytes: about 6 s).  No byte is handed out.
+/* A server that sends a body slowly (32 KB/s, 30 times
+ * STALL_BYTES_PER_S): the request's deadline ends it, not the body's end
+ * (200000 bytes: about 6 s).  No byte is handed out.  The stall limit
+ * (3 s) is longer than the deadline (1.5 s), so that a loaded machine
+ * pausing the server thread cannot turn the trickle into a stall and a
+ * retry: CI once saw exactly that with a 1 s limit.
  */
 static void
 test_trickle_ends_at_deadline (void **state)
@@ -889,7 +890,7 @@ test_trickle_ends_at_deadline (void **state)
                 "Content-Length: 200000\r\n\r\n");
   memset (resp + n, 'x', 200000);
   resp[n + 200000] = '\0';
-  cfg.stall_timeout_s = 1;
+  cfg.stall_timeout_s = 3;
   cfg.max_attempts = 0; /* no count: the deadline alone */
   cfg.retry_budget_ms = 1500;
   use_client (&cfg);
