@@ -19,7 +19,11 @@
 
 #include "s3bd/error.h"
 
-#define S3BD_INDEX_VERSION 1
+/* The newest version this s3bd reads and writes.  It writes version 1
+ * (five sections) for an index without Pipe records, version 2 (a sixth
+ * section, RECORDS) for one with; it reads both.
+ */
+#define S3BD_INDEX_VERSION 2
 
 enum index_source_kind
 {
@@ -67,6 +71,23 @@ struct index_leftout
   uint32_t reason; /* enum ds_reason; never 0 */
 };
 
+/* One record of a Pipe stream over an augmented manifest: one attribute
+ * of one line, in line order and, on a line, in AttributeNames order.  A
+ * "-ref" attribute sends its object's bytes; any other attribute sends
+ * its value's JSON text, kept here.
+ */
+#define INDEX_RECORD_INLINE UINT64_MAX
+#define INDEX_MAX_INLINE (1u << 20) /* bytes of one inline value */
+
+struct index_record
+{
+  uint64_t object;  /* index into objects, or INDEX_RECORD_INLINE */
+  const char *text; /* INDEX_RECORD_INLINE: the JSON text, len bytes,
+                       no NUL byte; else NULL */
+  uint32_t len;     /* INDEX_RECORD_INLINE: 1 to INDEX_MAX_INLINE */
+  bool first;       /* the first record of its manifest line */
+};
+
 struct s3bd_index
 {
   uint32_t block_size;    /* 4096 (a power of two, 512 to 65536) */
@@ -91,6 +112,11 @@ struct s3bd_index
   uint64_t ncontent;
   struct index_leftout *left;
   uint64_t nleft;
+  struct index_record *records; /* augmented manifests only (source_kind
+                                   3): the Pipe records, line by line;
+                                   records[0].first.  None: every object
+                                   is a record of its own */
+  uint64_t nrecords;
 
   void *priv; /* storage owned by a decoded index; NULL in
                  one the caller built */

@@ -4,7 +4,8 @@
  * indexfile.c writes, reads and looks up.
  *
  * How it works.  An index is a 264-byte header (the counts and a table
- * of five sections, CRC-32 protected) followed by the sections, each one
+ * of five sections, CRC-32 protected; version 2, with Pipe records: 304
+ * bytes and six sections) followed by the sections, each one
  * zstd frame with its own CRC-32 over the stored bytes.  Inside a section
  * the records are stored as columns, and every multi-byte column as byte
  * planes (all the low bytes, then all the next bytes...), so that zstd
@@ -45,7 +46,7 @@
 const char index_magic[8] = "S3BDIDX";
 
 const char *const index_section_names[NSECTIONS + 1] = {
-  "?", "SOURCE", "OBJECTS", "META_RUNS", "META_CONTENT", "LEFTOUT",
+  "?", "SOURCE", "OBJECTS", "META_RUNS", "META_CONTENT", "LEFTOUT", "RECORDS",
 };
 
 #define ZSTD_LEVEL 3
@@ -321,12 +322,51 @@ check_left (const struct s3bd_index *idx, struct s3bd_error *err)
   return 0;
 }
 
+static int
+check_records (const struct s3bd_index *idx, struct s3bd_error *err)
+{
+  if (idx->nrecords == 0)
+    return 0;
+  if (idx->source_kind != INDEX_SOURCE_AUGMENTED_MANIFEST)
+    return s3bd_fail (err, S3BD_EINVAL,
+                      "index: Pipe records, but the source is not an "
+                      "augmented manifest");
+  if (idx->records == NULL)
+    return s3bd_fail (err, S3BD_EINVAL, "index: records missing");
+  if (!idx->records[0].first)
+    return s3bd_fail (err, S3BD_EINVAL,
+                      "index record 0: does not start a line");
+  for (uint64_t i = 0; i < idx->nrecords; i++)
+    {
+      const struct index_record *r = &idx->records[i];
+
+      if (r->object != INDEX_RECORD_INLINE)
+        {
+          if (r->object >= idx->nobjects)
+            return s3bd_fail (err, S3BD_EINVAL,
+                              "index record %" PRIu64 ": object %" PRIu64
+                              " of %" PRIu64,
+                              i, r->object, idx->nobjects);
+          continue;
+        }
+      if (r->text == NULL || r->len == 0 || r->len > INDEX_MAX_INLINE)
+        return s3bd_fail (err, S3BD_EINVAL,
+                          "index record %" PRIu64
+                          ": an inline value of %" PRIu32 " bytes (1 to %u)",
+                          i, r->len, INDEX_MAX_INLINE);
+      if (memchr (r->text, '\0', r->len) != NULL)
+        return s3bd_fail (err, S3BD_EINVAL,
+                          "index record %" PRIu64 ": NUL byte in a value", i);
+    }
+  return 0;
+}
+
 int
 index_check (const struct s3bd_index *idx, struct s3bd_error *err)
 {
   if (index_check_header (idx, err) == -1 || check_source (idx, err) == -1
       || check_objects (idx, err) == -1 || check_runs (idx, err) == -1
-      || check_left (idx, err) == -1)
+      || check_left (idx, err) == -1 || check_records (idx, err) == -1)
     return -1;
   return 0;
 }
@@ -496,6 +536,27 @@ encode_left (const struct s3bd_index *idx, struct strbuf *b, uint64_t *col,
   put_column (b, col, n, 4);
 }
 
+static void
+encode_records (const struct s3bd_index *idx, struct strbuf *b, uint64_t *col)
+{
+  const struct index_record *r = idx->records;
+  size_t n = idx->nrecords, i, ninline = 0;
+
+  for (i = 0; i < n; i++)
+    col[i] = r[i].first;
+  put_column (b, col, n, 1);
+  for (i = 0; i < n; i++)
+    col[i] = r[i].object;
+  put_column (b, col, n, 8);
+  for (i = 0; i < n; i++)
+    if (r[i].object == INDEX_RECORD_INLINE)
+      col[ninline++] = r[i].len;
+  put_column (b, col, ninline, 4);
+  for (i = 0; i < n; i++)
+    if (r[i].object == INDEX_RECORD_INLINE)
+      strbuf_add (b, r[i].text, r[i].len);
+}
+
 static int
 compress_section (ZSTD_CCtx *cctx, int type, const void *raw, size_t rawlen,
                   struct section_out *out, struct s3bd_error *err)
@@ -522,12 +583,13 @@ static void
 put_header (unsigned char *h, const struct s3bd_index *idx,
             const struct section_out *sec)
 {
-  uint64_t off = HEADER_SIZE;
+  uint32_t v = index_version_for (idx), hsize = header_size (v);
+  uint64_t off = hsize;
 
-  memset (h, 0, HEADER_SIZE);
+  memset (h, 0, hsize);
   memcpy (h, index_magic, sizeof index_magic);
-  put32 (h + 8, S3BD_INDEX_VERSION);
-  put32 (h + 12, HEADER_SIZE);
+  put32 (h + 8, v);
+  put32 (h + 12, hsize);
   put32 (h + 16, idx->block_size);
   put32 (h + 20, (uint32_t)idx->source_kind);
   put64 (h + 24, idx->device_blocks);
@@ -536,12 +598,14 @@ put_header (unsigned char *h, const struct s3bd_index *idx,
   put32 (h + 44, idx->shard_count);
   put64 (h + 48, (uint64_t)idx->created);
   put32 (h + 56, idx->nbuckets);
-  put32 (h + 60, NSECTIONS);
+  put32 (h + 60, (uint32_t)nsections (v));
   put64 (h + 64, idx->nobjects);
   put64 (h + 72, idx->nruns);
   put64 (h + 80, idx->ncontent);
   put64 (h + 88, idx->nleft);
-  for (int t = 1; t <= NSECTIONS; t++)
+  if (v >= 2)
+    put64 (h + NRECORDS_OFFSET, idx->nrecords);
+  for (int t = 1; t <= nsections (v); t++)
     {
       unsigned char *e = h + TABLE_OFFSET + (t - 1) * ENTRY_SIZE;
 
@@ -552,7 +616,7 @@ put_header (unsigned char *h, const struct s3bd_index *idx,
       put64 (e + 24, sec[t].raw);
       off += sec[t].stored;
     }
-  put32 (h + HEADER_CRC_OFFSET, crc (h, HEADER_CRC_OFFSET));
+  put32 (h + hsize - 4, crc (h, hsize - 4));
 }
 
 int
@@ -565,7 +629,8 @@ index_encode (const struct s3bd_index *idx, void **buf, size_t *len,
   uint64_t *col = NULL, most;
   const char **keys = NULL;
   unsigned char *out = NULL;
-  size_t total = HEADER_SIZE;
+  uint32_t v = index_version_for (idx);
+  size_t total = header_size (v);
   int r = -1;
 
   *buf = NULL;
@@ -577,6 +642,7 @@ index_encode (const struct s3bd_index *idx, void **buf, size_t *len,
   /* One scratch column, and key pointers, for the longest section. */
   most = idx->nobjects > idx->nleft ? idx->nobjects : idx->nleft;
   most = most > idx->nruns ? most : idx->nruns;
+  most = most > idx->nrecords ? most : idx->nrecords;
   if (most > SIZE_MAX / sizeof *col)
     return oom (err);
   col = malloc ((most ? most : 1) * sizeof *col);
@@ -598,7 +664,7 @@ index_encode (const struct s3bd_index *idx, void **buf, size_t *len,
       goto out;
     }
 
-  for (int t = 1; t <= NSECTIONS; t++)
+  for (int t = 1; t <= nsections (v); t++)
     {
       const void *raw = "";
       size_t rawlen = 0;
@@ -614,6 +680,7 @@ index_encode (const struct s3bd_index *idx, void **buf, size_t *len,
           rawlen = idx->ncontent * idx->block_size;
           break;
         case SEC_LEFTOUT: encode_left (idx, &b, col, keys); break;
+        case SEC_RECORDS: encode_records (idx, &b, col); break;
         }
       if (!strbuf_ok (&b))
         {
@@ -643,8 +710,8 @@ index_encode (const struct s3bd_index *idx, void **buf, size_t *len,
       goto out;
     }
   put_header (out, idx, sec);
-  total = HEADER_SIZE;
-  for (int t = 1; t <= NSECTIONS; t++)
+  total = header_size (v);
+  for (int t = 1; t <= nsections (v); t++)
     {
       memcpy (out + total, sec[t].data, sec[t].stored);
       total += sec[t].stored;

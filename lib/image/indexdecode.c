@@ -26,6 +26,8 @@
 #define OBJECT_FIXED (2 + 2 + 1 + 4 + 8 + 8 + 4 + 8)
 #define RUN_SIZE (8 + 4 + 4 + 1)
 #define LEFT_FIXED (2 + 2 + 4 + 4)
+/* first, object: a record takes at least 9 bytes. */
+#define RECORD_FIXED (1 + 8)
 
 /* A zstd block produces at most 128 KiB and takes at least 4 bytes (a
  * 3-byte header and one byte of content), so no frame expands more than
@@ -45,6 +47,8 @@ struct store
   unsigned char *content;
   struct index_leftout *left;
   char *left_keys;
+  struct index_record *records;
+  unsigned char *record_text; /* the RECORDS section's raw bytes */
 };
 
 /* ---- Little-endian fields and byte-plane columns ---- */
@@ -407,6 +411,56 @@ parse_left (const unsigned char *raw, size_t len, struct s3bd_index *idx,
   return 0;
 }
 
+/* Keeps raw (the texts point into it) in st->record_text. */
+static int
+parse_records (unsigned char *raw, size_t len, struct s3bd_index *idx,
+               struct store *st, struct s3bd_error *err)
+{
+  size_t n, pos, ninline = 0, k = 0;
+  uint64_t text_len = 0;
+
+  if (idx->nrecords > len / RECORD_FIXED)
+    return section_fail (err, SEC_RECORDS,
+                         "%" PRIu64 " records cannot fit in %zu bytes",
+                         idx->nrecords, len);
+  n = idx->nrecords;
+  for (size_t i = 0; i < n; i++)
+    if (column_get (raw + n, n, 8, i) == INDEX_RECORD_INLINE)
+      ninline++;
+  pos = RECORD_FIXED * n;
+  if (ninline > (len - pos) / 4)
+    return section_fail (err, SEC_RECORDS, "truncated");
+  for (size_t j = 0; j < ninline; j++)
+    text_len += column_get (raw + pos, ninline, 4, j);
+  pos += 4 * ninline;
+  if (text_len != len - pos)
+    return section_fail (err, SEC_RECORDS,
+                         "%zu bytes of values where the lengths say %" PRIu64,
+                         len - pos, text_len);
+  st->records = calloc (n ? n : 1, sizeof *st->records);
+  if (st->records == NULL)
+    return oom (err);
+  st->record_text = raw;
+  for (size_t i = 0; i < n; i++)
+    {
+      struct index_record *r = &st->records[i];
+      uint64_t first = column_get (raw, n, 1, i);
+
+      if (first > 1)
+        return section_fail (err, SEC_RECORDS, "record %zu: bad flag %" PRIu64,
+                             i, first);
+      r->first = first;
+      r->object = column_get (raw + n, n, 8, i);
+      if (r->object != INDEX_RECORD_INLINE)
+        continue;
+      r->len = (uint32_t)column_get (raw + RECORD_FIXED * n, ninline, 4, k++);
+      r->text = (const char *)raw + pos;
+      pos += r->len;
+    }
+  idx->records = st->records;
+  return 0;
+}
+
 /* Checks a section's CRC and zstd frame; returns its raw bytes. */
 static int
 inflate_section (ZSTD_DCtx *dctx, const unsigned char *buf, int type,
@@ -455,7 +509,8 @@ index_decode (const void *buf, size_t len, struct s3bd_index *idx,
   unsigned char *raw = NULL;
   size_t rawlen = 0;
   uint64_t end;
-  uint32_t v;
+  uint32_t v, hsize;
+  int nsec;
 
   memset (idx, 0, sizeof *idx);
   if (len < sizeof index_magic
@@ -470,18 +525,20 @@ index_decode (const void *buf, size_t len, struct s3bd_index *idx,
                       "index version %" PRIu32
                       " is newer than this s3bd supports (%d)",
                       v, S3BD_INDEX_VERSION);
-  if (v != S3BD_INDEX_VERSION)
+  if (v == 0)
     return s3bd_fail (err, S3BD_EINVAL, "index version %" PRIu32 " is invalid",
                       v);
-  if (len < HEADER_SIZE)
-    return s3bd_fail (err, S3BD_EINVAL,
-                      "index truncated in its header (%zu of %d bytes)", len,
-                      HEADER_SIZE);
-  if (crc (h, HEADER_CRC_OFFSET) != get32 (h + HEADER_CRC_OFFSET))
+  hsize = header_size (v);
+  nsec = nsections (v);
+  if (len < hsize)
+    return s3bd_fail (
+        err, S3BD_EINVAL,
+        "index truncated in its header (%zu of %" PRIu32 " bytes)", len, hsize);
+  if (crc (h, hsize - 4) != get32 (h + hsize - 4))
     return s3bd_fail (err, S3BD_EINVAL,
                       "index header: checksum mismatch (corrupt index)");
-  if (get32 (h + 12) != HEADER_SIZE || get32 (h + 60) != NSECTIONS
-      || get32 (h + 256) != 0)
+  if (get32 (h + 12) != hsize || get32 (h + 60) != (uint32_t)nsec
+      || get32 (h + hsize - 8) != 0)
     return s3bd_fail (err, S3BD_EINVAL,
                       "index header: bad header size, section count or "
                       "reserved field");
@@ -498,6 +555,7 @@ index_decode (const void *buf, size_t len, struct s3bd_index *idx,
   idx->nruns = get64 (h + 72);
   idx->ncontent = get64 (h + 80);
   idx->nleft = get64 (h + 88);
+  idx->nrecords = v >= 2 ? get64 (h + NRECORDS_OFFSET) : 0;
   if (index_check_header (idx, err) == -1)
     {
       memset (idx, 0, sizeof *idx);
@@ -505,8 +563,8 @@ index_decode (const void *buf, size_t len, struct s3bd_index *idx,
     }
 
   /* The sections follow the header in order, back to back, to the end. */
-  end = HEADER_SIZE;
-  for (int t = 1; t <= NSECTIONS; t++)
+  end = hsize;
+  for (int t = 1; t <= nsec; t++)
     {
       const unsigned char *e = h + TABLE_OFFSET + (t - 1) * ENTRY_SIZE;
       uint64_t stored = get64 (e + 16);
@@ -550,7 +608,7 @@ index_decode (const void *buf, size_t len, struct s3bd_index *idx,
     }
   idx->priv = st;
 
-  for (int t = 1; t <= NSECTIONS; t++)
+  for (int t = 1; t <= nsec; t++)
     {
       const unsigned char *e = h + TABLE_OFFSET + (t - 1) * ENTRY_SIZE;
       int r;
@@ -575,7 +633,12 @@ index_decode (const void *buf, size_t len, struct s3bd_index *idx,
           raw = NULL;
           r = 0;
           break;
-        default: r = parse_left (raw, rawlen, idx, st, err); break;
+        case SEC_LEFTOUT: r = parse_left (raw, rawlen, idx, st, err); break;
+        default:
+          r = parse_records (raw, rawlen, idx, st, err);
+          if (st->record_text == raw)
+            raw = NULL; /* kept: the values point into it */
+          break;
         }
       free (raw);
       raw = NULL;
@@ -613,6 +676,8 @@ index_free (struct s3bd_index *idx)
   free (st->content);
   free (st->left);
   free (st->left_keys);
+  free (st->records);
+  free (st->record_text);
   free (st);
   memset (idx, 0, sizeof *idx);
 }

@@ -17,11 +17,30 @@
 
 extern const char index_magic[8]; /* "S3BDIDX" with its NUL: 8 bytes */
 
-#define HEADER_SIZE 264
+/* Version 1: five sections, a 264-byte header.  Version 2: a sixth
+ * section (RECORDS), its table entry, nrecords: a 304-byte header.  In
+ * both the last 8 bytes of the header are a reserved u32 and the CRC.
+ */
+#define HEADER_SIZE 264 /* version 1 */
+#define HEADER_SIZE_V2 304
 #define TABLE_OFFSET 96
 #define ENTRY_SIZE 32
-#define HEADER_CRC_OFFSET 260
-#define NSECTIONS 5
+#define HEADER_CRC_OFFSET 260 /* version 1 */
+#define NSECTIONS_V1 5
+#define NSECTIONS 6         /* version 2 */
+#define NRECORDS_OFFSET 288 /* version 2 */
+
+static inline uint32_t
+header_size (uint32_t version)
+{
+  return version == 1 ? HEADER_SIZE : HEADER_SIZE_V2;
+}
+
+static inline int
+nsections (uint32_t version)
+{
+  return version == 1 ? NSECTIONS_V1 : NSECTIONS;
+}
 
 enum section_type
 {
@@ -30,6 +49,7 @@ enum section_type
   SEC_META_RUNS,
   SEC_META_CONTENT,
   SEC_LEFTOUT,
+  SEC_RECORDS,
 };
 
 extern const char *const index_section_names[NSECTIONS + 1];
@@ -46,6 +66,13 @@ enum etag_kind
  */
 #define MAX_KEY 1024
 #define MAX_ETAG 1024
+
+/* The version index_encode writes for idx: 1 unless it has records. */
+static inline uint32_t
+index_version_for (const struct s3bd_index *idx)
+{
+  return idx->nrecords ? 2 : 1;
+}
 
 /* ---- Helpers ---- */
 

@@ -46,9 +46,15 @@ put32 (unsigned char *p, uint32_t v)
 static void
 fix_checksums (unsigned char *buf, size_t len)
 {
-  if (len < HEADER_SIZE)
+  uint32_t version, hsize;
+
+  if (len < 12)
     return;
-  for (int t = 0; t < NSECTIONS; t++)
+  version = buf[8] == 1 && buf[9] == 0 && buf[10] == 0 && buf[11] == 0 ? 1 : 2;
+  hsize = header_size (version);
+  if (len < hsize)
+    return;
+  for (int t = 0; t < nsections (version); t++)
     {
       unsigned char *e = buf + TABLE_OFFSET + t * ENTRY_SIZE;
       uint64_t off = get64 (e + 8), stored = get64 (e + 16);
@@ -56,7 +62,7 @@ fix_checksums (unsigned char *buf, size_t len)
       if (off <= len && stored <= len - off)
         put32 (e + 4, crc (buf + off, stored));
     }
-  put32 (buf + HEADER_CRC_OFFSET, crc (buf, HEADER_CRC_OFFSET));
+  put32 (buf + hsize - 4, crc (buf, hsize - 4));
 }
 
 /* What block holds, by a linear search: the oracle for index_lookup. */

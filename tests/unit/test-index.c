@@ -399,9 +399,9 @@ test_messages (void **state)
   expect_decode_error (buf, len, "not an s3bd index (bad magic)");
   buf[0] = 'S';
 
-  buf[8] = 2;
+  buf[8] = 3;
   expect_decode_error (buf, len,
-                       "index version 2 is newer than this s3bd supports (1)");
+                       "index version 3 is newer than this s3bd supports (2)");
   buf[8] = 0;
   expect_decode_error (buf, len, "index version 0 is invalid");
   buf[8] = 1;
@@ -1101,11 +1101,106 @@ test_million_objects (void **state)
   free (etags);
 }
 
+/* ---- Version 2: Pipe records ---- */
+
+static void
+test_records_round_trip (void **state)
+{
+  static const char text1[] = "{\"w\":3}", text2[] = "\"cat\"";
+  struct index_record rec[] = {
+    { 1, NULL, 0, true },
+    { INDEX_RECORD_INLINE, text1, sizeof text1 - 1, false },
+    { 0, NULL, 0, true },
+    { INDEX_RECORD_INLINE, text2, sizeof text2 - 1, false },
+    { 1, NULL, 0, false },
+  };
+  struct s3bd_index in, out;
+  struct s3bd_error err = { 0 };
+  unsigned char *buf;
+  void *v;
+  size_t len;
+  uint64_t off, n;
+
+  (void)state;
+  small_index (&in);
+  in.source_kind = INDEX_SOURCE_AUGMENTED_MANIFEST;
+  in.records = rec;
+  in.nrecords = N (rec);
+  assert_int_equal (index_encode (&in, &v, &len, &err), 0);
+  buf = v;
+  /* Version 2: a 304-byte header, six sections, nrecords at 288. */
+  assert_int_equal (buf[8], 2);
+  assert_int_equal (buf[12] | buf[13] << 8, 304);
+  assert_int_equal (buf[60], 6);
+  assert_int_equal (buf[288], N (rec));
+  assert_int_equal (index_decode (buf, len, &out, &err), 0);
+  assert_int_equal (out.nrecords, N (rec));
+  for (size_t i = 0; i < N (rec); i++)
+    {
+      assert_int_equal (out.records[i].object, rec[i].object);
+      assert_int_equal (out.records[i].first, rec[i].first);
+      assert_int_equal (out.records[i].len, rec[i].len);
+      if (rec[i].text)
+        assert_memory_equal (out.records[i].text, rec[i].text, rec[i].len);
+      else
+        assert_null (out.records[i].text);
+    }
+  assert_int_equal (out.nobjects, in.nobjects);
+  index_free (&out);
+
+  /* A flipped byte of RECORDS (entry 6 of the table) is found. */
+  off = 0;
+  for (int i = 0; i < 8; i++)
+    off |= (uint64_t)buf[96 + 5 * 32 + 8 + i] << (8 * i);
+  buf[off + 2] ^= 0x40;
+  expect_decode_error (buf, len,
+                       "index section RECORDS: checksum mismatch (corrupt "
+                       "index)");
+  buf[off + 2] ^= 0x40;
+  /* A version 2 header cut to version 1's length. */
+  expect_decode_error (buf, 280, "index truncated in its header (280 of 304");
+  free (buf);
+
+  /* What encode refuses. */
+  in.source_kind = INDEX_SOURCE_PREFIX;
+  assert_int_equal (index_encode (&in, &v, &n, &err), -1);
+  assert_non_null (strstr (err.msg, "not an augmented manifest"));
+  in.source_kind = INDEX_SOURCE_AUGMENTED_MANIFEST;
+  rec[0].first = false;
+  assert_int_equal (index_encode (&in, &v, &n, &err), -1);
+  assert_non_null (strstr (err.msg, "record 0: does not start a line"));
+  rec[0].first = true;
+  rec[4].object = N (objects);
+  assert_int_equal (index_encode (&in, &v, &n, &err), -1);
+  assert_non_null (strstr (err.msg, "index record 4: object"));
+  rec[4].object = 1;
+  rec[1].len = 0;
+  assert_int_equal (index_encode (&in, &v, &n, &err), -1);
+  assert_non_null (strstr (err.msg, "index record 1: an inline value of 0"));
+}
+
+/* An index without records is still written as version 1. */
+static void
+test_version_1_without_records (void **state)
+{
+  unsigned char *buf;
+  size_t len;
+
+  (void)state;
+  buf = encode_small (&len);
+  assert_int_equal (buf[8], 1);
+  assert_int_equal (buf[12] | buf[13] << 8, 264);
+  assert_int_equal (buf[60], 5);
+  free (buf);
+}
+
 int
 main (void)
 {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_round_trip),
+    cmocka_unit_test (test_records_round_trip),
+    cmocka_unit_test (test_version_1_without_records),
     cmocka_unit_test (test_encode_is_deterministic),
     cmocka_unit_test (test_empty_index),
     cmocka_unit_test (test_lookup),
