@@ -37,8 +37,11 @@ static const char usage[]
       "build options:\n"
       "  -o, --output INDEX        where to write the index (atomically)\n"
       "  --upload s3://B/K         also upload the index there\n"
-      "  --attribute-names A,B     augmented manifest attributes holding S3 "
-      "URIs\n"
+      "  --attribute-names A,B     augmented manifest attributes, in order\n"
+      "                            (SageMaker's AttributeNames): those ending\n"
+      "                            in -ref hold s3:// URIs (files), the "
+      "others\n"
+      "                            are values Pipe mode sends inline\n"
       "                            (default: every attribute ending in -ref)\n"
       "  --listing FILE            build from a saved listing (lines of\n"
       "                            'SIZE<TAB>ETAG<TAB>MTIME<TAB>KEY', as "
@@ -297,7 +300,17 @@ build (const struct opts *o, const struct s3_config *cfg, const char *uri)
                res.ds.nfiles, res.bytes, res.ds.nleft, (size_t)res.dirs,
                res.device_blocks / 256, res.index_len,
                (double)res.index_len / (double)res.ds.nfiles, t);
+      if (res.records)
+        fprintf (stderr, "s3bd-mkimage: %" PRIu64 " Pipe records\n",
+                 res.records);
     }
+  /* Even with -q: a training job would miss these lines' records. */
+  if (res.lines_dropped)
+    fprintf (stderr,
+             "s3bd-mkimage: warning: %zu augmented manifest lines left out "
+             "of the Pipe records: an object of theirs is not in the image "
+             "(left out, or in another shard)\n",
+             res.lines_dropped);
   ret = 0;
   goto out;
 

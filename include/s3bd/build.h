@@ -80,6 +80,10 @@ struct build_result
   uint64_t bytes;         /* the files' total size */
   uint64_t device_blocks; /* of EXT4_BLOCK_SIZE bytes */
   uint64_t dirs;          /* directories in the image, root too */
+  uint64_t records;       /* Pipe records (augmented manifests) */
+  size_t lines_dropped;   /* augmented manifest lines left out of the
+                             records: a file of theirs is not in the
+                             image (left out, another shard) */
 };
 
 /* Builds the index of o's source.  c may be NULL only for a saved

@@ -71,6 +71,17 @@ struct ds_leftout
   enum ds_reason reason;
 };
 
+/* One Pipe record of an augmented manifest (see manifest_record): the
+ * file whose bytes it sends, or an inline JSON text.
+ */
+struct ds_record
+{
+  const char *path; /* the file's path; NULL for an inline value */
+  const char *text; /* inline: len bytes of JSON text */
+  size_t len;
+  bool first; /* the first record of its line */
+};
+
 struct dataset
 {
   char **buckets; /* at least one */
@@ -82,6 +93,8 @@ struct dataset
   size_t ndirs;
   struct ds_leftout *left; /* in input order */
   size_t nleft;
+  struct ds_record *records; /* augmented manifests: line by line */
+  size_t nrecords;
   struct s3_arena *arena; /* owns the strings */
 };
 
@@ -103,10 +116,25 @@ struct manifest_entry
   char *path; /* relative path in the image */
 };
 
+/* One attribute of one augmented manifest line, as Pipe mode sends it:
+ * a "-ref" attribute's object (entry v[entry]), or any other attribute's
+ * value as its JSON text (json-c's plain form: no spaces, '/' not
+ * escaped, numbers as written).
+ */
+struct manifest_record
+{
+  size_t entry;     /* index into v; SIZE_MAX for an inline value */
+  const char *text; /* inline: the JSON text (in the arena), len bytes */
+  size_t len;
+  bool first; /* the first record of its line */
+};
+
 struct manifest
 {
   struct manifest_entry *v;
   size_t n;
+  struct manifest_record *rec; /* augmented manifests, in line order */
+  size_t nrec;
   struct s3_arena *arena; /* owns the strings; entries of one bucket
                              share its name */
 };
@@ -123,9 +151,12 @@ int manifest_parse (const char *json, size_t len, struct manifest *out,
 
 /* A SageMaker augmented manifest: JSON Lines, one object per line (blank
  * lines are skipped); the attributes named in attrs (when nattrs is 0:
- * every attribute whose name ends in "-ref", at least one per line) hold
- * s3:// URIs whose objects become files, in line order and, on a line, in
- * attrs order (else the line's order).  Paths: the key with the longest
+ * every attribute whose name ends in "-ref", at least one per line) are
+ * the line's records, in attrs order (else the line's order).  Those
+ * whose name ends in "-ref" hold s3:// URIs whose objects become files,
+ * in line order; the others are inline values (at most
+ * INDEX_MAX_INLINE bytes of JSON text), sent only by Pipe mode.  A line
+ * needs at least one record.  Paths: the key with the longest
  * common '/'-bounded prefix of the directory parts of all its bucket's
  * keys removed (so a path is never empty); with several buckets, each
  * path starts with "<bucket>/".  A URI that comes twice stays twice here;

@@ -24,6 +24,7 @@
 #include "s3bd/index.h"
 
 #include "indexint.h"
+#include "common/arena.h"
 
 #define MAX_ATTRS 64
 #define EXT4_LABEL_MAX 16 /* ext4_params.label, not NUL-terminated */
@@ -316,6 +317,40 @@ resolve_manifest (struct s3_client *c, const struct manifest *m,
   return 0;
 }
 
+/* The augmented manifest's records into ds (which outlives m), the files
+ * named by path.
+ */
+static int
+keep_records (struct dataset *ds, const struct manifest *m)
+{
+  if (m->nrec == 0)
+    return 0;
+  ds->records = calloc (m->nrec, sizeof *ds->records);
+  if (ds->records == NULL)
+    return -1;
+  for (size_t i = 0; i < m->nrec; i++)
+    {
+      const struct manifest_record *r = &m->rec[i];
+      struct ds_record *d = &ds->records[i];
+      const char *s = r->entry == SIZE_MAX ? r->text : m->v[r->entry].path;
+      size_t len = r->entry == SIZE_MAX ? r->len : strlen (s);
+      char *copy = s3_arena_strndup (ds->arena, s, len);
+
+      if (copy == NULL)
+        return -1;
+      d->first = r->first;
+      if (r->entry == SIZE_MAX)
+        {
+          d->text = copy;
+          d->len = len;
+        }
+      else
+        d->path = copy;
+    }
+  ds->nrecords = m->nrec;
+  return 0;
+}
+
 /* A manifest or augmented manifest -> dataset. */
 static int
 dataset_of_manifest (struct s3_client *c, const struct build_opts *o,
@@ -365,6 +400,11 @@ dataset_of_manifest (struct s3_client *c, const struct build_opts *o,
   if (resolve_manifest (c, &m, o->parallel, &ls, &nls, &found, err) == -1
       || dataset_from_manifest (ds, &m, found, err) == -1)
     goto out;
+  if (keep_records (ds, &m) == -1)
+    {
+      s3bd_fail (err, S3BD_ENOMEM, "out of memory");
+      goto out;
+    }
   ret = 0;
 out:
   free (attrs_buf);
@@ -528,6 +568,78 @@ index_leftouts (const struct dataset *ds, struct index_leftout *left,
   return 0;
 }
 
+/* The file of ds at path (ds->files is sorted by path), or -1. */
+static int64_t
+file_at (const struct dataset *ds, const char *path)
+{
+  size_t a = 0, b = ds->nfiles;
+
+  while (a < b)
+    {
+      size_t mid = a + (b - a) / 2;
+      int r = strcmp (ds->files[mid].path, path);
+
+      if (r == 0)
+        return (int64_t)mid;
+      if (r < 0)
+        a = mid + 1;
+      else
+        b = mid;
+    }
+  return -1;
+}
+
+/* ds's records as the index's (objects[i] is files[i]): a line one of
+ * whose files is not in the image (left out, or in another shard) is
+ * left out whole, counted in *dropped, so that a line's records stay
+ * together.
+ */
+static int
+index_records (const struct dataset *ds, struct index_record **out, uint64_t *n,
+               size_t *dropped)
+{
+  struct index_record *v;
+  size_t k = 0;
+
+  *out = NULL;
+  *n = 0;
+  *dropped = 0;
+  if (ds->nrecords == 0)
+    return 0;
+  v = calloc (ds->nrecords, sizeof *v);
+  if (v == NULL)
+    return -1;
+  for (size_t s = 0, e; s < ds->nrecords; s = e)
+    {
+      bool whole = true;
+      size_t start = k;
+
+      for (e = s + 1; e < ds->nrecords && !ds->records[e].first; e++)
+        ;
+      for (size_t i = s; i < e && whole; i++)
+        {
+          const struct ds_record *r = &ds->records[i];
+          int64_t f = r->path ? file_at (ds, r->path) : -1;
+
+          if (r->path && f < 0)
+            whole = false;
+          else
+            v[k++] = (struct index_record){ r->path ? (uint64_t)f
+                                                    : INDEX_RECORD_INLINE,
+                                            r->path ? NULL : r->text,
+                                            (uint32_t)r->len, i == s };
+        }
+      if (!whole)
+        {
+          k = start;
+          ++*dropped;
+        }
+    }
+  *out = v;
+  *n = k;
+  return 0;
+}
+
 /* The dataset -> the ext4 image -> the encoded index, in out. */
 static int
 encode_dataset (const struct build_opts *o, const char *source,
@@ -543,6 +655,7 @@ encode_dataset (const struct build_opts *o, const char *source,
   struct s3bd_index idx = { 0 };
   struct index_object *objs = NULL;
   struct index_leftout *left = NULL;
+  struct index_record *records = NULL;
   char *cuts = NULL;
   bool sharded = o->shard_count > 1;
   int ret = -1;
@@ -604,11 +717,14 @@ encode_dataset (const struct build_opts *o, const char *source,
   idx.ncontent = img.ncontent;
   idx.left = left;
   idx.nleft = ds->nleft;
-  if (meta_runs (&img, &idx.runs, &idx.nruns) == -1)
+  if (meta_runs (&img, &idx.runs, &idx.nruns) == -1
+      || index_records (ds, &records, &idx.nrecords, &out->lines_dropped) == -1)
     {
       s3bd_fail (err, S3BD_ENOMEM, "out of memory");
       goto out;
     }
+  idx.records = records;
+  out->records = idx.nrecords;
   if (index_encode (&idx, &out->index, &out->index_len, err) == -1)
     goto out;
   out->device_blocks = img.blocks_count;
@@ -616,6 +732,7 @@ encode_dataset (const struct build_opts *o, const char *source,
   ret = 0;
 out:
   free (idx.runs);
+  free (records);
   free (objs);
   free (left);
   free (cuts);

@@ -518,6 +518,7 @@ dataset_free (struct dataset *ds)
   free (ds->files);
   free (ds->dirs);
   free (ds->left);
+  free (ds->records);
   s3_arena_free (ds->arena);
   memset (ds, 0, sizeof *ds);
 }

@@ -22,6 +22,7 @@
 #include "common/arena.h"
 #include "datasetint.h"
 #include "s3bd/dataset.h"
+#include "s3bd/index.h"
 
 void
 manifest_free (struct manifest *m)
@@ -29,6 +30,7 @@ manifest_free (struct manifest *m)
   if (m == NULL)
     return;
   free (m->v);
+  free (m->rec);
   s3_arena_free (m->arena);
   memset (m, 0, sizeof *m);
 }
@@ -320,9 +322,48 @@ ends_with_ref (const char *name)
 /* One s3:// URI of line lineno: into a new entry (bucket interned, key
  * in the arena, path later).
  */
+/* Appends a record: entry's object, or (entry SIZE_MAX) text. */
 static int
-add_uri (struct manifest *out, size_t *cap, struct buckets *bk, uint32_t **bidx,
-         size_t *bidx_cap, size_t lineno, const char *attr,
+add_record (struct manifest *out, size_t *rcap, size_t entry, const char *text,
+            size_t len)
+{
+  struct manifest_record *bigger;
+
+  bigger = vector_grow (out->rec, rcap, out->nrec, 1, sizeof *out->rec);
+  if (bigger == NULL)
+    return -1;
+  out->rec = bigger;
+  out->rec[out->nrec++] = (struct manifest_record){ entry, text, len, false };
+  return 0;
+}
+
+/* A named attribute not ending in "-ref": its value's JSON text. */
+static int
+add_inline (struct manifest *out, size_t *rcap, size_t lineno, const char *attr,
+            struct json_object *val, struct s3bd_error *err)
+{
+  const char *json;
+  char *copy;
+  size_t len;
+
+  json = json_object_to_json_string_length (
+      val, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+  if (json == NULL)
+    return s3bd_fail (err, S3BD_ENOMEM, "augmented manifest: out of memory");
+  if (len > INDEX_MAX_INLINE)
+    return s3bd_fail (err, S3BD_EINVAL,
+                      "augmented manifest line %zu: attribute \"%s\": a value "
+                      "of %zu bytes (an inline value is at most %u)",
+                      lineno, attr, len, INDEX_MAX_INLINE);
+  copy = s3_arena_strndup (out->arena, json, len);
+  if (copy == NULL || add_record (out, rcap, SIZE_MAX, copy, len) == -1)
+    return s3bd_fail (err, S3BD_ENOMEM, "augmented manifest: out of memory");
+  return 0;
+}
+
+static int
+add_uri (struct manifest *out, size_t *cap, size_t *rcap, struct buckets *bk,
+         uint32_t **bidx, size_t *bidx_cap, size_t lineno, const char *attr,
          struct json_object *val, struct s3bd_error *err)
 {
   char *bucket = NULL, *key = NULL;
@@ -368,6 +409,8 @@ add_uri (struct manifest *out, size_t *cap, struct buckets *bk, uint32_t **bidx,
   if (me->key == NULL)
     goto nomem;
   (*bidx)[out->n - 1] = bi;
+  if (add_record (out, rcap, out->n - 1, NULL, 0) == -1)
+    goto nomem;
   r = 0;
   goto out;
 
@@ -439,7 +482,8 @@ augmented_manifest_parse (const char *text, size_t len,
 {
   struct json_tokener *tok;
   struct json_object *o = NULL, *val;
-  size_t pos, linelen, lineno = 0, at, cap = 0, bidx_cap = 0, a, found;
+  size_t pos, linelen, lineno = 0, at, cap = 0, bidx_cap = 0, rcap = 0, a,
+                       found, line_first;
   const char *line, *eol, *what;
   struct buckets bk;
   uint32_t *bidx = NULL;
@@ -483,6 +527,7 @@ augmented_manifest_parse (const char *text, size_t len,
                      lineno, json_kind (o));
           goto fail;
         }
+      line_first = out->nrec;
       if (nattrs > 0)
         for (a = 0; a < nattrs; a++)
           {
@@ -493,9 +538,10 @@ augmented_manifest_parse (const char *text, size_t len,
                            lineno, attrs[a]);
                 goto fail;
               }
-            if (add_uri (out, &cap, &bk, &bidx, &bidx_cap, lineno, attrs[a],
-                         val, err)
-                == -1)
+            if (ends_with_ref (attrs[a])
+                    ? add_uri (out, &cap, &rcap, &bk, &bidx, &bidx_cap, lineno,
+                               attrs[a], val, err)
+                    : add_inline (out, &rcap, lineno, attrs[a], val, err))
               goto fail;
           }
       else
@@ -506,7 +552,8 @@ augmented_manifest_parse (const char *text, size_t len,
             if (!ends_with_ref (name))
               continue;
             found++;
-            if (add_uri (out, &cap, &bk, &bidx, &bidx_cap, lineno, name, v, err)
+            if (add_uri (out, &cap, &rcap, &bk, &bidx, &bidx_cap, lineno, name,
+                         v, err)
                 == -1)
               goto fail;
           }
@@ -519,12 +566,17 @@ augmented_manifest_parse (const char *text, size_t len,
               goto fail;
             }
         }
+      if (out->nrec > line_first)
+        out->rec[line_first].first = true;
       json_object_put (o);
       o = NULL;
     }
   if (out->n == 0)
     {
-      s3bd_fail (err, S3BD_EINVAL, "augmented manifest: no entries");
+      s3bd_fail (err, S3BD_EINVAL,
+                 out->nrec ? "augmented manifest: no \"-ref\" attribute, so no "
+                             "files (name one in the attribute names)"
+                           : "augmented manifest: no entries");
       goto fail;
     }
   if (set_paths (out, &bk, bidx) == -1)

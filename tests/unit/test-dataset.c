@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "s3bd/dataset.h"
+#include "s3bd/index.h"
 
 /* ---- Helpers ---- */
 
@@ -869,13 +870,83 @@ test_augmented_attrs (void **state)
   assert_string_equal (m.v[0].path, "l/1.png");
   manifest_free (&m);
 
-  /* Named: those, in attrs order, "-ref" or not. */
+  /* Default: the records are those two objects, one line. */
+  assert_int_equal (
+      augmented_manifest_parse (text, strlen (text), NULL, 0, &m, &err), 0);
+  assert_int_equal (m.nrec, 2);
+  assert_true (m.rec[0].first && !m.rec[1].first);
+  assert_int_equal (m.rec[0].entry, 0);
+  assert_int_equal (m.rec[1].entry, 1);
+  manifest_free (&m);
+
+  /* Named: those, in attrs order; "mask" does not end in "-ref", so it
+   * is an inline value (its JSON text), not a file.
+   */
+  assert_int_equal (
+      augmented_manifest_parse (text, strlen (text), attrs, 2, &m, &err), 0);
+  assert_int_equal (m.n, 1);
+  assert_string_equal (m.v[0].key, "s/1.jpg");
+  assert_int_equal (m.nrec, 2);
+  assert_true (m.rec[0].first && !m.rec[1].first);
+  assert_int_equal (m.rec[0].entry, SIZE_MAX);
+  assert_int_equal (m.rec[0].len, strlen ("\"s3://b/m/1.png\""));
+  assert_memory_equal (m.rec[0].text, "\"s3://b/m/1.png\"", m.rec[0].len);
+  assert_int_equal (m.rec[1].entry, 0);
+  manifest_free (&m);
+}
+
+/* Inline values: their JSON text as json-c writes it plainly; a line of
+ * inline values only still needs a file somewhere; a value over the
+ * inline limit is refused.
+ */
+static void
+test_augmented_inline (void **state)
+{
+  static const char text[]
+      = "{\"source-ref\": \"s3://b/k1\", \"class\": {\"a\": [1, 2.50, "
+        "\"x/y\"], \"b\": null}}\n"
+        "{\"class\": 7, \"source-ref\": \"s3://b/k2\"}\n";
+  static const char *const attrs[] = { "class", "source-ref" };
+  static const char *const only[] = { "class" };
+  struct manifest m;
+  struct s3bd_error err = { 0 };
+  char *big;
+  size_t n;
+
+  (void)state;
   assert_int_equal (
       augmented_manifest_parse (text, strlen (text), attrs, 2, &m, &err), 0);
   assert_int_equal (m.n, 2);
-  assert_string_equal (m.v[0].key, "m/1.png");
-  assert_string_equal (m.v[1].key, "s/1.jpg");
+  assert_int_equal (m.nrec, 4);
+  assert_true (m.rec[0].first && !m.rec[1].first);
+  assert_true (m.rec[2].first && !m.rec[3].first);
+  assert_int_equal (m.rec[0].len,
+                    strlen ("{\"a\":[1,2.50,\"x/y\"],\"b\":null}"));
+  assert_memory_equal (m.rec[0].text, "{\"a\":[1,2.50,\"x/y\"],\"b\":null}",
+                       m.rec[0].len);
+  assert_int_equal (m.rec[1].entry, 0);
+  assert_memory_equal (m.rec[2].text, "7", 1);
+  assert_int_equal (m.rec[3].entry, 1);
   manifest_free (&m);
+
+  assert_int_equal (
+      augmented_manifest_parse (text, strlen (text), only, 1, &m, &err), -1);
+  assert_msg (&err, "no \"-ref\" attribute, so no files");
+
+  n = INDEX_MAX_INLINE + 64;
+  big = malloc (n);
+  assert_non_null (big);
+  strcpy (big, "{\"a-ref\": \"s3://b/k\", \"v\": \"");
+  memset (big + strlen (big), 'x', INDEX_MAX_INLINE);
+  strcpy (big + 28 + INDEX_MAX_INLINE, "\"}");
+  {
+    static const char *const av[] = { "a-ref", "v" };
+
+    assert_int_equal (
+        augmented_manifest_parse (big, strlen (big), av, 2, &m, &err), -1);
+    assert_msg (&err, "line 1: attribute \"v\": a value of 1048578 bytes");
+  }
+  free (big);
 }
 
 static const struct bad_case bad_augmented[] = {
@@ -944,11 +1015,11 @@ test_augmented_missing_attr (void **state)
       augmented_manifest_parse (text, strlen (text), attrs, 2, &m, &err), -1);
   assert_int_equal (err.code, S3BD_EINVAL);
   assert_msg (&err, "line 2: no attribute \"mask\"");
-  /* A named attribute that is no URI. */
-  static const char t2[] = "{\"source-ref\": \"s3://b/k1\", \"mask\": [1]}";
+  /* A named "-ref" attribute that is no URI. */
+  static const char t2[] = "{\"source-ref\": [1], \"mask\": 1}";
   assert_int_equal (
       augmented_manifest_parse (t2, strlen (t2), attrs, 2, &m, &err), -1);
-  assert_msg (&err, "line 1: attribute \"mask\": expected an s3:// URI "
+  assert_msg (&err, "line 1: attribute \"source-ref\": expected an s3:// URI "
                     "string, found an array");
 }
 
@@ -1290,6 +1361,7 @@ main (void)
     cmocka_unit_test (test_augmented_one_bucket),
     cmocka_unit_test (test_augmented_several_buckets),
     cmocka_unit_test (test_augmented_attrs),
+    cmocka_unit_test (test_augmented_inline),
     cmocka_unit_test (test_augmented_errors),
     cmocka_unit_test (test_augmented_missing_attr),
     cmocka_unit_test (test_from_manifest),
