@@ -11,6 +11,10 @@
  * hydration's copy), fetched ahead in the stream's own order within a
  * share of the readahead budget: a stalled reader grows nothing.
  *
+ * With an index that has records (an augmented manifest), the unit that
+ * is shuffled and cut is the line, and a line sends its records: a
+ * "-ref" attribute's object, or an inline value's JSON text.
+ *
  * The order of epoch e and who gets what are pure functions below
  * (docs/nbdkit-s3bd-plugin.md, "Pipe mode", spells them out so that a
  * user can recompute them offline).

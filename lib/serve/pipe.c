@@ -60,9 +60,12 @@ struct writer
   pthread_t thread;
   bool started;
 
-  /* The writer thread's own. */
+  /* The writer thread's own.  list: objects (index order numbers), or
+   * with records the records of the epoch's lines, in stream order.
+   */
   uint64_t *list;
   uint64_t nlist;
+  uint64_t *lines; /* with records: the epoch's lines */
   unsigned char *in, *out;
   int fd;
   char path[4096];
@@ -84,6 +87,13 @@ struct pipe
   atomic_bool stopping;
   pthread_mutex_t lock;
   struct writer *w; /* cfg.readers of them */
+  /* An index with records (an augmented manifest): its lines, as the
+   * units that are shuffled and cut, and their bytes.
+   */
+  uint64_t nlines;
+  uint64_t *line_start; /* nlines + 1: line l is records [start[l],
+                           start[l + 1]) */
+  uint64_t *line_bytes;
 };
 
 /* ---- The documented functions ---- */
@@ -149,13 +159,40 @@ pipe_part_of (uint64_t k, uint64_t n, uint64_t cum, uint64_t size,
 
 /* ---- Lists ---- */
 
-static uint64_t
-osize (const struct pipe *p, uint64_t o)
+static bool
+has_records (const struct pipe *p)
 {
-  return p->cfg.idx->objects[o].size;
+  return p->cfg.idx->nrecords > 0;
 }
 
-/* Keeps the objects of list[0..*n) that go to `part` of `parts`. */
+/* The object a list entry sends, or INDEX_RECORD_INLINE. */
+static uint64_t
+entry_object (const struct pipe *p, uint64_t v)
+{
+  return has_records (p) ? p->cfg.idx->records[v].object : v;
+}
+
+/* The raw bytes a list entry reads from objects (0 for an inline value):
+ * what the read-ahead cursor counts.
+ */
+static uint64_t
+entry_size (const struct pipe *p, uint64_t v)
+{
+  uint64_t o = entry_object (p, v);
+
+  return o == INDEX_RECORD_INLINE ? 0 : p->cfg.idx->objects[o].size;
+}
+
+/* The bytes of a unit that is shuffled and cut: an object, or a line
+ * (its objects' bytes and its inline values').
+ */
+static uint64_t
+unit_size (const struct pipe *p, uint64_t u)
+{
+  return has_records (p) ? p->line_bytes[u] : p->cfg.idx->objects[u].size;
+}
+
+/* Keeps the units of list[0..*n) that go to `part` of `parts`. */
 static void
 cut (const struct pipe *p, uint64_t *list, uint64_t *n, uint32_t part,
      uint32_t parts)
@@ -165,10 +202,10 @@ cut (const struct pipe *p, uint64_t *list, uint64_t *n, uint32_t part,
   if (parts <= 1)
     return;
   for (uint64_t k = 0; k < *n; k++)
-    total += osize (p, list[k]);
+    total += unit_size (p, list[k]);
   for (uint64_t k = 0; k < *n; k++)
     {
-      uint64_t s = osize (p, list[k]);
+      uint64_t s = unit_size (p, list[k]);
 
       if (pipe_part_of (k, *n, cum, s, total, parts) == part)
         list[kept++] = list[k];
@@ -181,12 +218,27 @@ static void
 make_list (struct writer *w, uint64_t epoch)
 {
   struct pipe *p = w->p;
+  uint64_t n;
 
-  w->nlist = p->cfg.idx->nobjects;
-  pipe_permutation (w->nlist, p->cfg.seeded, p->cfg.seed, epoch, w->list);
-  cut (p, w->list, &w->nlist, p->cfg.shard_index, p->cfg.shard_count);
-  cut (p, w->list, &w->nlist, w->reader, p->cfg.readers);
   w->pf_i = w->pf_off = w->pf_pos = w->rd_pos = 0;
+  if (!has_records (p))
+    {
+      w->nlist = p->cfg.idx->nobjects;
+      pipe_permutation (w->nlist, p->cfg.seeded, p->cfg.seed, epoch, w->list);
+      cut (p, w->list, &w->nlist, p->cfg.shard_index, p->cfg.shard_count);
+      cut (p, w->list, &w->nlist, w->reader, p->cfg.readers);
+      return;
+    }
+  /* The same, over lines; then each line's records in order. */
+  n = p->nlines;
+  pipe_permutation (n, p->cfg.seeded, p->cfg.seed, epoch, w->lines);
+  cut (p, w->lines, &n, p->cfg.shard_index, p->cfg.shard_count);
+  cut (p, w->lines, &n, w->reader, p->cfg.readers);
+  w->nlist = 0;
+  for (uint64_t k = 0; k < n; k++)
+    for (uint64_t r = p->line_start[w->lines[k]];
+         r < p->line_start[w->lines[k] + 1]; r++)
+      w->list[w->nlist++] = r;
 }
 
 /* ---- Reading ahead ---- */
@@ -202,7 +254,8 @@ advance (struct writer *w)
   while (w->pf_i < w->nlist && w->pf_pos < w->rd_pos + p->cfg.ahead
          && serve_ahead_bytes (p->cfg.serve) < p->cfg.ahead * p->cfg.readers)
     {
-      uint64_t o = w->list[w->pf_i], size = osize (p, o);
+      uint64_t o = entry_object (p, w->list[w->pf_i]);
+      uint64_t size = entry_size (p, w->list[w->pf_i]);
       uint64_t step = size - w->pf_off;
 
       if (step > PREFETCH_STEP)
@@ -291,7 +344,8 @@ stream_object (struct writer *w, uint64_t i, uint64_t pos, emit_fn *emit,
 {
   struct pipe *p = w->p;
   const struct s3bd_index *idx = p->cfg.idx;
-  uint64_t o = w->list[i], size = osize (p, o);
+  uint64_t o = entry_object (p, w->list[i]);
+  uint64_t size = idx->objects[o].size;
   const struct index_object *obj = &idx->objects[o];
   struct s3bd_error err = { 0 };
   bool gz = p->cfg.compression == PIPE_COMPRESS_GZIP;
@@ -383,18 +437,55 @@ stream_object (struct writer *w, uint64_t i, uint64_t pos, emit_fn *emit,
   return r;
 }
 
+static void
+recordio_header (unsigned char hdr[8], uint32_t len)
+{
+  /* cflag 0: a whole record */
+  for (int b = 0; b < 4; b++)
+    {
+      hdr[b] = (unsigned char)(PIPE_RECORDIO_MAGIC >> (8 * b));
+      hdr[4 + b] = (unsigned char)(len >> (8 * b));
+    }
+}
+
+static const unsigned char zeros[4];
+
+/* An augmented manifest's inline value: its JSON text as it is (never
+ * inflated), as a record of its own.
+ */
+static int
+send_inline (struct writer *w, const struct index_record *rec)
+{
+  unsigned char hdr[8];
+  int r = 0;
+
+  if (w->p->cfg.wrapper == PIPE_WRAP_RECORDIO)
+    {
+      recordio_header (hdr, rec->len);
+      r = write_all (w, hdr, sizeof hdr);
+    }
+  if (r == 0)
+    r = write_all (w, rec->text, rec->len);
+  if (r == 0 && w->p->cfg.wrapper == PIPE_WRAP_RECORDIO && rec->len % 4)
+    r = write_all (w, zeros, 4 - rec->len % 4);
+  return r;
+}
+
 static int
 send_object (struct writer *w, uint64_t i, uint64_t pos)
 {
   struct pipe *p = w->p;
-  const struct index_object *obj = &p->cfg.idx->objects[w->list[i]];
-  static const unsigned char zeros[4];
-  uint64_t len = obj->size;
+  uint64_t o = entry_object (p, w->list[i]);
+  const struct index_object *obj;
+  uint64_t len;
   unsigned char hdr[8];
   bool have_first = false;
-  uint32_t lrec;
   int r;
 
+  if (o == INDEX_RECORD_INLINE)
+    return send_inline (w, &p->cfg.idx->records[w->list[i]]);
+  obj = &p->cfg.idx->objects[o];
+  len = obj->size;
   if (p->cfg.wrapper == PIPE_WRAP_NONE)
     return stream_object (w, i, pos, emit_write, false);
   if (p->cfg.compression == PIPE_COMPRESS_GZIP)
@@ -416,7 +507,7 @@ send_object (struct writer *w, uint64_t i, uint64_t pos)
 
       w->rd_pos = pos;
       advance (w);
-      if (serve_object_read (p->cfg.serve, w->list[i], 0, n, w->in, &err) == -1)
+      if (serve_object_read (p->cfg.serve, o, 0, n, w->in, &err) == -1)
         {
           s3bd_logf (p->cfg.log, S3BD_LOG_ERROR,
                      "pipe %s: s3://%s/%s: %s; the FIFO is closed early",
@@ -434,12 +525,7 @@ send_object (struct writer *w, uint64_t i, uint64_t pos)
                  w->path, p->cfg.idx->buckets[obj->bucket], obj->key, len);
       return -2;
     }
-  lrec = (uint32_t)len; /* cflag 0: a whole record */
-  for (int b = 0; b < 4; b++)
-    {
-      hdr[b] = (unsigned char)(PIPE_RECORDIO_MAGIC >> (8 * b));
-      hdr[4 + b] = (unsigned char)(lrec >> (8 * b));
-    }
+  recordio_header (hdr, (uint32_t)len);
   r = write_all (w, hdr, sizeof hdr);
   if (r == 0)
     r = stream_object (w, i, pos, emit_write, have_first);
@@ -560,7 +646,7 @@ run_epoch (struct writer *w, uint64_t epoch)
           w->cur.records++;
           pthread_mutex_unlock (&p->lock);
         }
-      pos += osize (p, w->list[i]);
+      pos += entry_size (p, w->list[i]);
     }
   /* Gone before it is closed: a reader late for this epoch finds no
    * FIFO (and waits for its name) rather than one with no writer.
@@ -616,6 +702,35 @@ writer_main (void *arg)
 
 /* ---- Life ---- */
 
+/* An index with records: where its lines start and their bytes. */
+static int
+find_lines (struct pipe *p)
+{
+  const struct s3bd_index *idx = p->cfg.idx;
+  uint64_t l = 0;
+
+  if (idx->nrecords == 0)
+    return 0;
+  for (uint64_t r = 0; r < idx->nrecords; r++)
+    p->nlines += idx->records[r].first;
+  p->line_start = malloc ((p->nlines + 1) * sizeof *p->line_start);
+  p->line_bytes = calloc (p->nlines, sizeof *p->line_bytes);
+  if (p->line_start == NULL || p->line_bytes == NULL)
+    return -1;
+  for (uint64_t r = 0; r < idx->nrecords; r++)
+    {
+      const struct index_record *rec = &idx->records[r];
+
+      if (rec->first)
+        p->line_start[l++] = r;
+      p->line_bytes[l - 1] += rec->object == INDEX_RECORD_INLINE
+                                  ? rec->len
+                                  : idx->objects[rec->object].size;
+    }
+  p->line_start[l] = idx->nrecords;
+  return 0;
+}
+
 int
 pipe_new (const struct pipe_config *cfg, struct pipe **out,
           struct s3bd_error *err)
@@ -666,7 +781,8 @@ pipe_new (const struct pipe_config *cfg, struct pipe **out,
   p->dir = strdup (cfg->dir);
   p->channel = strdup (cfg->channel);
   p->w = calloc (cfg->readers, sizeof *p->w);
-  if (p->dir == NULL || p->channel == NULL || p->w == NULL)
+  if (p->dir == NULL || p->channel == NULL || p->w == NULL
+      || find_lines (p) == -1)
     goto nomem;
   for (unsigned r = 0; r < cfg->readers; r++)
     {
@@ -675,10 +791,14 @@ pipe_new (const struct pipe_config *cfg, struct pipe **out,
       w->p = p;
       w->reader = r;
       w->fd = -1;
-      w->list = malloc ((idx->nobjects ? idx->nobjects : 1) * sizeof *w->list);
+      w->list = malloc (
+          (idx->nobjects > idx->nrecords ? idx->nobjects : idx->nrecords)
+          * sizeof *w->list);
+      w->lines = malloc ((p->nlines ? p->nlines : 1) * sizeof *w->lines);
       w->in = malloc (PIECE);
       w->out = malloc (PIECE);
-      if (w->list == NULL || w->in == NULL || w->out == NULL)
+      if (w->list == NULL || w->lines == NULL || w->in == NULL
+          || w->out == NULL)
         goto nomem;
     }
   *out = p;
@@ -731,12 +851,15 @@ pipe_free (struct pipe *p)
   for (unsigned r = 0; p->w && r < p->cfg.readers; r++)
     {
       free (p->w[r].list);
+      free (p->w[r].lines);
       free (p->w[r].in);
       free (p->w[r].out);
     }
   free (p->w);
   free (p->dir);
   free (p->channel);
+  free (p->line_start);
+  free (p->line_bytes);
   pthread_mutex_destroy (&p->lock);
   free (p);
 }
