@@ -13,6 +13,9 @@ and plays three parts:
              it); answers the AssumeRoleWithWebIdentity XML with the given
              key pair, a fresh session token "sessiontok-N" and an Expiration
              --ttl seconds on.
+  STS        POST with Action=AssumeRole: the request must be signed
+             (SigV4, service sts) with --access-key/--secret-key, checked
+             with botocore's signer; answers the AssumeRole XML likewise.
   container  GET /container-creds: the Authorization header must equal
              the contents of --token-file; answers the container JSON.
   proxy      anything else goes to --upstream byte for byte (Host
@@ -22,7 +25,7 @@ and plays three parts:
              header's SignedHeaders lists it.
 
 Control: GET /__creds/mode?m=ok|deny|garbage|hang|http500 sets how STS and
-container answer; GET /__creds/stats prints "sts N container N".
+container answer; GET /__creds/stats prints "sts N container N assume N".
 """
 import argparse
 import datetime
@@ -32,9 +35,14 @@ import sys
 import threading
 import time
 import urllib.parse
+from unittest import mock
+
+import botocore.auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 lock = threading.Lock()
-state = {'mode': 'ok', 'sts': 0, 'container': 0, 'n': 0}
+state = {'mode': 'ok', 'sts': 0, 'container': 0, 'assume': 0, 'n': 0}
 
 
 def expiration(ttl):
@@ -84,9 +92,36 @@ class Handler(http.server.BaseHTTPRequestHandler):
             state['n'] += 1
             return 'sessiontok-%d' % state['n'], expiration(args.ttl)
 
+    def signed_by_us(self, data):
+        """Whether the AssumeRole request carries the signature botocore
+        computes for it with our key pair (over the headers it signed)."""
+        auth = self.headers.get('Authorization') or ''
+        try:
+            scope = auth.split('Credential=')[1].split(',')[0].split('/')
+            names = auth.split('SignedHeaders=')[1].split(',')[0].split(';')
+            sig = auth.split('Signature=')[1].strip()
+        except IndexError:
+            return False
+        if scope[0] != args.access_key or scope[3] != 'sts' or 'host' not in names:
+            return False
+        amz = self.headers.get('X-Amz-Date') or ''
+        req = AWSRequest(method='POST', url='http://%s%s' % (self.headers['Host'], self.path),
+                         data=data, headers={n: self.headers[n] for n in names})
+        signer = botocore.auth.SigV4Auth(Credentials(args.access_key, args.secret_key),
+                                         'sts', scope[2])
+        when = datetime.datetime.strptime(amz, '%Y%m%dT%H%M%SZ')
+        with mock.patch('botocore.auth.datetime') as dt:
+            dt.datetime.utcnow.return_value = when
+            dt.datetime.now.return_value = when.replace(tzinfo=datetime.timezone.utc)
+            signer.add_auth(req)
+        want = req.headers['Authorization'].split('Signature=')[1].strip()
+        return want == sig
+
     def do_POST(self):
         data = self.body()
         form = urllib.parse.parse_qs(data.decode('latin-1'))
+        if form.get('Action') == ['AssumeRole']:
+            return self.assume_role(form, data)
         if form.get('Action') != ['AssumeRoleWithWebIdentity']:
             return self.proxy(data)
         with lock:
@@ -110,13 +145,38 @@ class Handler(http.server.BaseHTTPRequestHandler):
   </AssumeRoleWithWebIdentityResult>
 </AssumeRoleWithWebIdentityResponse>''' % (args.access_key, args.secret_key, tok, exp))
 
+    def assume_role(self, form, data):
+        with lock:
+            state['assume'] += 1
+        if self.misbehave('sts'):
+            return
+        if state['mode'] == 'deny' or not self.signed_by_us(data) \
+                or not form.get('RoleArn') or not form.get('RoleSessionName'):
+            return self.reply(403, '<ErrorResponse><Error><Type>Sender</Type>'
+                              '<Code>AccessDenied</Code><Message>Not authorized '
+                              'to perform sts:AssumeRole</Message>'
+                              '</Error></ErrorResponse>')
+        tok, exp = self.creds()
+        self.reply(200, '''<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <AssumeRoleResult>
+    <Credentials>
+      <AccessKeyId>%s</AccessKeyId>
+      <SecretAccessKey>%s</SecretAccessKey>
+      <SessionToken>%s</SessionToken>
+      <Expiration>%s</Expiration>
+    </Credentials>
+    <AssumedRoleUser><Arn>%s/s</Arn><AssumedRoleId>AROA:s</AssumedRoleId></AssumedRoleUser>
+  </AssumeRoleResult>
+</AssumeRoleResponse>''' % (args.access_key, args.secret_key, tok, exp, form['RoleArn'][0]))
+
     def do_GET(self):
         if self.path.startswith('/__creds/mode'):
             q = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
             state['mode'] = q['m'][0]
             return self.reply(200, 'ok\n', 'text/plain')
         if self.path == '/__creds/stats':
-            return self.reply(200, 'sts %d container %d\n' % (state['sts'], state['container']),
+            return self.reply(200, 'sts %d container %d assume %d\n'
+                              % (state['sts'], state['container'], state['assume']),
                               'text/plain')
         if self.path == '/container-creds':
             with lock:

@@ -54,7 +54,14 @@ enum refresh_kind
   REFRESH_WEB_IDENTITY,
   REFRESH_CONTAINER,
   REFRESH_PROCESS,
+  REFRESH_ASSUME_ROLE,
 };
+
+/* A source_profile chain is followed this many profiles deep at most
+ * (the profile named, then its source profiles): longer is an error, as
+ * is a cycle.
+ */
+#define MAX_ROLE_CHAIN 5
 
 struct creds_provider
 {
@@ -71,7 +78,19 @@ struct creds_provider
   char *token_file; /* web identity, container */
   char *token;      /* container (AWS_CONTAINER_AUTHORIZATION_TOKEN) */
   char *command;    /* credential_process */
+  char *region;     /* assume role: signing region for STS */
+  struct creds_provider *base; /* assume role: the source profile's */
   char source[SOURCE_SIZE];
+};
+
+/* Where a profile's credentials are looked for, and the source_profile
+ * chain that led to it.
+ */
+struct chain
+{
+  const char *cred_path, *conf_path;
+  unsigned depth;
+  const char *names[MAX_ROLE_CHAIN];
 };
 
 /* Fetches the credentials of p's temporary source into *c. */
@@ -97,6 +116,17 @@ fetch_source (struct creds_provider *p, struct s3_creds *c,
       return container_fetch (p->url, p->token, p->token_file, t, c, err);
     case REFRESH_PROCESS:
       return process_fetch (p->command, p->source, PROCESS_TIMEOUT_S, c, err);
+    case REFRESH_ASSUME_ROLE:
+      {
+        struct s3_creds b;
+        int r = creds_get (p->base, &b, err);
+
+        if (r == 0)
+          r = sts_assume_role (p->url, p->region, p->role_arn, p->session, &b,
+                               STS_TIMEOUT_S, c, err);
+        explicit_bzero (&b, sizeof b);
+        return r;
+      }
     case REFRESH_NONE: break;
     }
   return s3bd_fail (err, S3BD_ECREDS, "credentials: nothing to refresh");
@@ -427,10 +457,17 @@ creds_from_env (struct creds_provider *p, struct s3bd_error *err)
 /* Step 3 for one file.  Returns 1 when the profile there has keys, 0 when
  * it has none, -1 on error.
  */
+static int creds_from_assume_role (struct creds_provider *p,
+                                   const struct profile_scan *ps,
+                                   const char *profile, const char *where,
+                                   const struct chain *ch,
+                                   struct s3bd_error *err);
+
 static int
 creds_from_file (struct creds_provider *p, const char *path,
                  const char *profile, bool config_file, bool *found,
-                 const char **unsupported, struct s3bd_error *err)
+                 const char **unsupported, const struct chain *ch,
+                 struct s3bd_error *err)
 {
   struct profile_scan ps = { .profile = profile, .config_file = config_file };
   char where[sizeof p->source];
@@ -445,7 +482,17 @@ creds_from_file (struct creds_provider *p, const char *path,
   if (*unsupported == NULL)
     *unsupported = ps.unsupported;
   snprintf (where, sizeof where, "profile %s in %s", profile, path);
-  if (ps.access_key && ps.secret_key)
+  if (ps.role_arn && ps.source_profile)
+    {
+      if (ps.web_identity_token_file)
+        r = s3bd_fail (err, S3BD_ECREDS,
+                       "%s: both source_profile and web_identity_token_file "
+                       "with role_arn: give one",
+                       where);
+      else
+        r = creds_from_assume_role (p, &ps, profile, where, ch, err);
+    }
+  else if (ps.access_key && ps.secret_key)
     {
       r = set_creds (&p->creds, ps.access_key, ps.secret_key, ps.session_token,
                      where, err);
@@ -500,6 +547,124 @@ creds_from_file (struct creds_provider *p, const char *path,
   return r;
 }
 
+static void describe_files (char *buf, size_t size, const char *cred_path,
+                            const char *conf_path);
+
+/* The credentials of a profile from the shared files (the source of an
+ * assumed role): 0, or -1 with err naming the profile.
+ */
+static int
+resolve_profile (struct creds_provider *p, const char *profile,
+                 const struct chain *ch, struct s3bd_error *err)
+{
+  char files[2 * PATH_MAX + 32];
+  const char *unsupported = NULL;
+  bool found = false;
+  int r;
+
+  r = creds_from_file (p, ch->cred_path, profile, false, &found, &unsupported,
+                       ch, err);
+  if (r == 0)
+    r = creds_from_file (p, ch->conf_path, profile, true, &found, &unsupported,
+                         ch, err);
+  if (r != 0)
+    return r < 0 ? -1 : 0;
+  describe_files (files, sizeof files, ch->cred_path, ch->conf_path);
+  if (unsupported)
+    return s3bd_fail (err, S3BD_ECREDS,
+                      "profile %s in %s uses %s, which s3bd does not support",
+                      profile, files, unsupported);
+  if (!found)
+    return s3bd_fail (err, S3BD_ECREDS, "profile %s not found in %s", profile,
+                      files);
+  return s3bd_fail (err, S3BD_ECREDS, "profile %s in %s has no credentials",
+                    profile, files);
+}
+
+/* role_arn + source_profile: the source profile's credentials (static
+ * keys, or in turn an assumed role, web identity, credential_process),
+ * then AssumeRole with them.  A profile may be its own source when it
+ * has static keys, as in the SDKs.  Returns 1, or -1.
+ */
+static int
+creds_from_assume_role (struct creds_provider *p, const struct profile_scan *ps,
+                        const char *profile, const char *where,
+                        const struct chain *ch, struct s3bd_error *err)
+{
+  bool self = strcmp (ps->source_profile, profile) == 0;
+  char path[MAX_ROLE_CHAIN * 80], name[64];
+  struct chain next = *ch;
+  struct creds_provider *b;
+  const char *region, *session = ps->role_session_name;
+
+  path[0] = '\0';
+  for (unsigned i = 0; i < ch->depth; i++)
+    append (path, sizeof path, "%.64s -> ", ch->names[i]);
+  append (path, sizeof path, "%.64s -> %.64s", profile, ps->source_profile);
+  if (ch->depth + 1 >= MAX_ROLE_CHAIN && !self)
+    return s3bd_fail (err, S3BD_ECREDS,
+                      "%s: the source_profile chain %s is longer than %d "
+                      "profiles",
+                      where, path, MAX_ROLE_CHAIN);
+  for (unsigned i = 0; i < ch->depth && !self; i++)
+    if (strcmp (ch->names[i], ps->source_profile) == 0)
+      return s3bd_fail (err, S3BD_ECREDS, "%s: source_profile cycle %s", where,
+                        path);
+  next.names[next.depth++] = profile;
+
+  b = calloc (1, sizeof *b);
+  if (b == NULL || pthread_mutex_init (&b->lock, NULL) != 0)
+    {
+      free (b);
+      return s3bd_fail (err, S3BD_ENOMEM, "credentials: out of memory");
+    }
+  b->imds_timeout_s = p->imds_timeout_s;
+  p->base = b;
+  if (self)
+    {
+      if (!ps->access_key || !ps->secret_key)
+        return s3bd_fail (err, S3BD_ECREDS,
+                          "%s: source_profile is the profile itself, which "
+                          "has no static keys",
+                          where);
+      if (set_creds (&b->creds, ps->access_key, ps->secret_key,
+                     ps->session_token, where, err)
+          < 0)
+        return -1;
+      snprintf (b->source, sizeof b->source, "%s", where);
+    }
+  else if (resolve_profile (b, ps->source_profile, &next, err) < 0)
+    {
+      s3bd_error_prefix (err, "%s: source_profile %s", where,
+                         ps->source_profile);
+      return -1;
+    }
+
+  if (session == NULL)
+    {
+      snprintf (name, sizeof name, "s3bd-session-%lld", (long long)time (NULL));
+      session = name;
+    }
+  region = getenv_set ("AWS_REGION");
+  if (region == NULL)
+    region = getenv_set ("AWS_DEFAULT_REGION");
+  if (sts_endpoint (&p->url, err) < 0
+      || dup_field (&p->region, region ? region : "us-east-1", err) < 0
+      || dup_field (&p->role_arn, ps->role_arn, err) < 0
+      || dup_field (&p->session, session, err) < 0)
+    return -1;
+  p->kind = REFRESH_ASSUME_ROLE;
+  if (fetch_source (p, &p->creds, err) < 0)
+    {
+      s3bd_error_prefix (err, "%s", where);
+      return -1;
+    }
+  snprintf (p->source, sizeof p->source,
+            "%.1000s (role %.256s assumed with %.1000s via STS %.256s)", where,
+            ps->role_arn, b->source, p->url);
+  return 1;
+}
+
 static bool
 imds_disabled (void)
 {
@@ -532,6 +697,7 @@ resolve_chain (struct creds_provider *p, const struct creds_config *cfg,
   const char *profile, *unsupported = NULL;
   bool explicit_profile, named, found = false;
   struct s3bd_error imds_err = { 0 };
+  struct chain chain = { 0 };
   char role[72];
   int r;
 
@@ -584,10 +750,13 @@ resolve_chain (struct creds_provider *p, const struct creds_config *cfg,
                           sizeof conf_path, err);
   if (r < 0)
     return -1;
-  r = creds_from_file (p, cred_path, profile, false, &found, &unsupported, err);
+  chain.cred_path = cred_path;
+  chain.conf_path = conf_path;
+  r = creds_from_file (p, cred_path, profile, false, &found, &unsupported,
+                       &chain, err);
   if (r == 0)
     r = creds_from_file (p, conf_path, profile, true, &found, &unsupported,
-                         err);
+                         &chain, err);
   if (r != 0)
     return r < 0 ? -1 : 0;
   describe_files (files, sizeof files, cred_path, conf_path);
@@ -699,6 +868,8 @@ creds_provider_free (struct creds_provider *p)
   free_field (&p->token_file);
   free_field (&p->token);
   free_field (&p->command);
+  free_field (&p->region);
+  creds_provider_free (p->base);
   free (p);
 }
 

@@ -86,6 +86,7 @@ struct profile_scan
   char *role_arn;
   char *web_identity_token_file;
   char *role_session_name;
+  char *source_profile;
   const char *unsupported; /* from unsupported_keys in ini.c */
 };
 
@@ -130,11 +131,12 @@ int imds_parse_creds (const char *body, const char *url, struct s3_creds *c,
 
 /* ---- sts.c: STS, and HTTP for the credential sources ---- */
 
-/* One HTTP request (a POST when post is not NULL) with an optional extra
- * header; *out (malloc'd, NUL-terminated; wipe and free it) gets the body
- * and *status the HTTP status.  what names the request in err.
+/* One HTTP request (a POST when post is not NULL) with extra headers
+ * ("Name: value", a NULL-terminated list, or NULL); *out (malloc'd,
+ * NUL-terminated; wipe and free it) gets the body and *status the HTTP
+ * status.  what names the request in err.
  */
-int creds_http (const char *url, const char *post, const char *auth_header,
+int creds_http (const char *url, const char *post, const char *const *headers,
                 unsigned timeout_s, long *status, char **out, size_t *out_len,
                 const char *what, struct s3bd_error *err);
 /* The trimmed contents of a token file (malloc'd secret), or NULL with
@@ -154,6 +156,14 @@ int sts_assume_role_with_web_identity (const char *endpoint,
                                        const char *token_file,
                                        unsigned timeout_s, struct s3_creds *c,
                                        struct s3bd_error *err);
+/* AssumeRole: a POST signed (SigV4, service sts, region) with the base
+ * credentials; *c gets the role's.  The region is that of the endpoint
+ * (us-east-1 for the global one).
+ */
+int sts_assume_role (const char *endpoint, const char *region,
+                     const char *role_arn, const char *session_name,
+                     const struct s3_creds *base, unsigned timeout_s,
+                     struct s3_creds *c, struct s3bd_error *err);
 
 /* ---- credsource-container.c ---- */
 

@@ -111,7 +111,8 @@ container_fetch (const char *url, const char *token, const char *token_file,
         }
       snprintf (header, n, "Authorization: %s", token);
     }
-  if (creds_http (url, NULL, header, timeout_s, &status, &body, &len, what, err)
+  if (creds_http (url, NULL, (const char *const[]){ header, NULL }, timeout_s,
+                  &status, &body, &len, what, err)
       < 0)
     goto out;
   if (status != 200)

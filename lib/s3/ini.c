@@ -322,7 +322,6 @@ section_is_profile (const char *section, const char *profile, bool config_file)
 static const char *const unsupported_keys[] = {
   "sso_session",
   "sso_start_url",
-  "source_profile",
   "credential_source",
 };
 
@@ -352,6 +351,8 @@ profile_scan_cb (void *arg, const char *section, const char *key,
     slot = &ps->web_identity_token_file;
   else if (strcasecmp (key, "role_session_name") == 0)
     slot = &ps->role_session_name;
+  else if (strcasecmp (key, "source_profile") == 0)
+    slot = &ps->source_profile;
   else
     {
       for (i = 0; i < sizeof unsupported_keys / sizeof *unsupported_keys; i++)
@@ -379,6 +380,8 @@ profile_scan_free (struct profile_scan *ps)
   free_secret (ps->role_arn);
   free_secret (ps->web_identity_token_file);
   free_secret (ps->role_session_name);
+  free_secret (ps->source_profile);
+  ps->source_profile = NULL;
   ps->access_key = ps->secret_key = ps->session_token = NULL;
   ps->credential_process = ps->role_arn = NULL;
   ps->web_identity_token_file = ps->role_session_name = NULL;

@@ -1,7 +1,9 @@
-/* s3bd: AWS STS AssumeRoleWithWebIdentity for the credential chain
- * (creds.c).  A form POST with libcurl, the XML answer parsed with expat.
+/* s3bd: AWS STS AssumeRoleWithWebIdentity and AssumeRole for the
+ * credential chain (creds.c).  A form POST with libcurl, the XML answer
+ * parsed with expat.
  *
- * The call is unsigned: the web identity token is the proof.  The token
+ * AssumeRoleWithWebIdentity is unsigned: the web identity token is the
+ * proof; AssumeRole is signed with the source profile's credentials.  The token
  * is read from its file on every call (Kubernetes rotates it), and it and
  * the credentials are wiped before their memory is freed; none of them
  * ever reaches an error message.
@@ -12,12 +14,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <expat.h>
 
 #include "s3bd/creds.h"
 #include "s3bd/error.h"
+#include "s3bd/sigv4.h"
 
 #include "credsint.h"
 
@@ -217,7 +221,7 @@ write_cb (char *data, size_t size, size_t nmemb, void *arg)
 }
 
 int
-creds_http (const char *url, const char *post, const char *auth_header,
+creds_http (const char *url, const char *post, const char *const *extra,
             unsigned timeout_s, long *status, char **out, size_t *out_len,
             const char *what, struct s3bd_error *err)
 {
@@ -254,9 +258,9 @@ creds_http (const char *url, const char *post, const char *auth_header,
       if (l)
         headers = l;
     }
-  if (auth_header)
+  for (size_t i = 0; extra && extra[i]; i++)
     {
-      l = curl_slist_append (headers, auth_header);
+      l = curl_slist_append (headers, extra[i]);
       if (l == NULL)
         {
           s3bd_fail (err, S3BD_ENOMEM, "%s: out of memory", what);
@@ -411,5 +415,131 @@ out:
     }
   explicit_bzero (token, strlen (token));
   free (token);
+  return r;
+}
+
+/* "host[:port]" and the path of an http(s) URL, for signing. */
+static int
+split_url (const char *url, char *host, size_t hsize, const char **path)
+{
+  const char *h = strstr (url, "://"), *slash;
+  size_t n;
+
+  if (h == NULL)
+    return -1;
+  h += 3;
+  slash = strchr (h, '/');
+  n = slash ? (size_t)(slash - h) : strlen (h);
+  if (n == 0 || n >= hsize || memchr (h, '@', n) != NULL)
+    return -1;
+  memcpy (host, h, n);
+  host[n] = '\0';
+  *path = slash ? slash : "/";
+  return 0;
+}
+
+int
+sts_assume_role (const char *endpoint, const char *region, const char *role_arn,
+                 const char *session_name, const struct s3_creds *base,
+                 unsigned timeout_s, struct s3_creds *c, struct s3bd_error *err)
+{
+  char what[IMDS_ENDPOINT_SIZE + 128], host[256], date[17], sha[65];
+  char h_host[300], h_date[64], h_auth[2200], *h_token = NULL;
+  const char *path, *headers[5];
+  char *post = NULL, *body = NULL, *e_arn = NULL, *e_name = NULL;
+  struct sigv4_pair signed_h[4];
+  struct sigv4_request req = { 0 };
+  struct sigv4_result sig = { 0 };
+  size_t len = 0, n, nh = 0, k = 0;
+  long status = 0;
+  CURL *curl = NULL;
+  int r = -1;
+
+  snprintf (what, sizeof what, "assume role: STS %s", endpoint);
+  if (split_url (endpoint, host, sizeof host, &path) < 0)
+    return s3bd_fail (err, S3BD_EINVAL, "%s: not an http(s)://host/ URL", what);
+  curl = curl_easy_init ();
+  if (curl == NULL)
+    goto nomem;
+  e_arn = curl_easy_escape (curl, role_arn, 0);
+  e_name = curl_easy_escape (curl, session_name, 0);
+  if (!e_arn || !e_name)
+    goto nomem;
+  n = strlen (e_arn) + strlen (e_name) + 128;
+  post = malloc (n);
+  if (post == NULL)
+    goto nomem;
+  snprintf (post, n,
+            "Action=AssumeRole&Version=2011-06-15&RoleArn=%s&"
+            "RoleSessionName=%s",
+            e_arn, e_name);
+
+  /* Signed: content-type, host, x-amz-date and the base's session token
+   * (in the canonical order: sorted by name).
+   */
+  sigv4_amz_date ((long long)time (NULL), date);
+  sigv4_sha256_hex (post, strlen (post), sha);
+  signed_h[nh++] = (struct sigv4_pair){ "content-type",
+                                        "application/x-www-form-urlencoded" };
+  signed_h[nh++] = (struct sigv4_pair){ "host", host };
+  signed_h[nh++] = (struct sigv4_pair){ "x-amz-date", date };
+  if (base->session_token[0])
+    signed_h[nh++]
+        = (struct sigv4_pair){ "x-amz-security-token", base->session_token };
+  req.method = "POST";
+  req.path = path;
+  req.headers = signed_h;
+  req.nheaders = nh;
+  req.payload_sha256 = sha;
+  req.amz_date = date;
+  req.region = region;
+  req.service = "sts";
+  req.access_key = base->access_key;
+  req.secret_key = base->secret_key;
+  if (sigv4_sign (&req, &sig) < 0)
+    goto nomem;
+  snprintf (h_host, sizeof h_host, "Host: %s", host);
+  snprintf (h_date, sizeof h_date, "X-Amz-Date: %s", date);
+  snprintf (h_auth, sizeof h_auth, "Authorization: %s", sig.authorization);
+  headers[k++] = h_host;
+  headers[k++] = h_date;
+  headers[k++] = h_auth;
+  if (base->session_token[0])
+    {
+      n = strlen (base->session_token) + 32;
+      h_token = malloc (n);
+      if (h_token == NULL)
+        goto nomem;
+      snprintf (h_token, n, "X-Amz-Security-Token: %s", base->session_token);
+      headers[k++] = h_token;
+    }
+  headers[k] = NULL;
+  if (creds_http (endpoint, post, headers, timeout_s, &status, &body, &len,
+                  what, err)
+      < 0)
+    goto out;
+  r = sts_parse_response (body, len, status, what, c, err);
+  goto out;
+
+nomem:
+  s3bd_fail (err, S3BD_ENOMEM, "assume role: out of memory");
+out:
+  sigv4_result_free (&sig);
+  explicit_bzero (h_auth, sizeof h_auth);
+  if (h_token)
+    {
+      explicit_bzero (h_token, strlen (h_token));
+      free (h_token);
+    }
+  curl_free (e_arn);
+  curl_free (e_name);
+  if (curl)
+    curl_easy_cleanup (curl);
+  free (post);
+  if (body)
+    {
+      explicit_bzero (body, len);
+      free (body);
+    }
   return r;
 }

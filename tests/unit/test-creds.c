@@ -836,7 +836,31 @@ test_chain_order_table (void **state)
     { "", "[default]\nrole_arn = arn:r\n",
       "!role_arn without source_profile or web_identity_token_file" },
     { "", "[default]\nrole_arn = arn:r\nsource_profile = base\n",
-      "!uses source_profile" },
+      "!source_profile base: profile base not found in" },
+    { "", "[default]\nrole_arn = arn:r\nsource_profile = default\n",
+      "!source_profile is the profile itself, which has no static keys" },
+    { "",
+      "[default]\nrole_arn = arn:r\nsource_profile = a\n"
+      "[profile a]\nrole_arn = arn:a\nsource_profile = b\n"
+      "[profile b]\nrole_arn = arn:b\nsource_profile = a\n",
+      "!source_profile cycle default -> a -> b -> a" },
+    { "",
+      "[default]\nrole_arn = arn:r\nsource_profile = a\n"
+      "[profile a]\nrole_arn = arn:a\nsource_profile = b\n"
+      "[profile b]\nrole_arn = arn:b\nsource_profile = c\n"
+      "[profile c]\nrole_arn = arn:c\nsource_profile = d\n"
+      "[profile d]\nrole_arn = arn:d\nsource_profile = e\n"
+      "[profile e]\naws_access_key_id = AKIAE\naws_secret_access_key = s\n",
+      "!the source_profile chain default -> a -> b -> c -> d -> e is longer "
+      "than 5 profiles" },
+    { "AWS_ENDPOINT_URL=http://127.0.0.1:9",
+      "[default]\nrole_arn = arn:r\nsource_profile = k\n"
+      "[profile k]\naws_access_key_id = AKIAK\naws_secret_access_key = s\n",
+      "!assume role: STS http://127.0.0.1:9" },
+    { "",
+      "[default]\nrole_arn = arn:r\nsource_profile = k\n"
+      "web_identity_token_file = /t\n",
+      "!both source_profile and web_identity_token_file" },
     { "AWS_CONTAINER_CREDENTIALS_FULL_URI=http://example.com/creds",
       "[default]\ncredential_process = false\n",
       "!credential_process of profile default" },
