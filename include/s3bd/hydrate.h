@@ -89,6 +89,14 @@ bool hydrate_complete (struct hydrate *h);
 int hydrate_read (struct hydrate *h, struct cache *c, uint64_t object,
                   uint64_t object_size, uint64_t off, uint64_t len, void *buf,
                   struct s3bd_error *err);
+/* Where object bytes [off, off + len) are on the copy, when every one of
+ * them is there: 0 with *fd (the copy's descriptor, open as long as the
+ * hydration) and *fd_off set; else -1.  For consumers that move the
+ * bytes without reading them (splice) and count them themselves: not in
+ * local_reads.
+ */
+int hydrate_locate (struct hydrate *h, uint64_t object, uint64_t off,
+                    uint64_t len, int *fd, uint64_t *fd_off);
 /* Readahead: cache_prefetch of what is not present. */
 void hydrate_prefetch (struct hydrate *h, struct cache *c, uint64_t object,
                        uint64_t object_size, uint64_t off, uint64_t len);

@@ -63,6 +63,12 @@ void serve_prefetch (struct serve *s, uint64_t offset, uint64_t count);
  */
 int serve_object_read (struct serve *s, uint64_t object, uint64_t off,
                        uint64_t len, void *buf, struct s3bd_error *err);
+/* Where those bytes are in a local file, when a hydration's copy holds
+ * them all: 0 with *fd and *fd_off (see hydrate_locate); -1 when they
+ * must be read with serve_object_read.
+ */
+int serve_object_locate (struct serve *s, uint64_t object, uint64_t off,
+                         uint64_t len, int *fd, uint64_t *fd_off);
 /* Starts fetching them without waiting (within the cache's bound). */
 void serve_object_prefetch (struct serve *s, uint64_t object, uint64_t off,
                             uint64_t len);

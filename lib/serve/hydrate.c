@@ -1453,6 +1453,17 @@ hydrate_read (struct hydrate *h, struct cache *c, uint64_t object,
   return 0;
 }
 
+int
+hydrate_locate (struct hydrate *h, uint64_t object, uint64_t off, uint64_t len,
+                int *fd, uint64_t *fd_off)
+{
+  if (len == 0 || !range_present (h, object, off, len))
+    return -1;
+  *fd = h->fd;
+  *fd_off = device_offset (h, object, off);
+  return 0;
+}
+
 void
 hydrate_prefetch (struct hydrate *h, struct cache *c, uint64_t object,
                   uint64_t object_size, uint64_t off, uint64_t len)

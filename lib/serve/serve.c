@@ -182,6 +182,17 @@ serve_object_read (struct serve *s, uint64_t object, uint64_t off, uint64_t len,
   return s->src.read (s->src.arg, object, o->size, off, len, buf, err);
 }
 
+int
+serve_object_locate (struct serve *s, uint64_t object, uint64_t off,
+                     uint64_t len, int *fd, uint64_t *fd_off)
+{
+  const struct index_object *o = &s->idx->objects[object];
+
+  if (s->cfg.hydrate == NULL || off > o->size || len > o->size - off)
+    return -1;
+  return hydrate_locate (s->cfg.hydrate, object, off, len, fd, fd_off);
+}
+
 void
 serve_object_prefetch (struct serve *s, uint64_t object, uint64_t off,
                        uint64_t len)
