@@ -106,7 +106,7 @@ check "nothing left after the wrong secret" nothing_left
 expect_error "a missing bucket fails the mount" "no such bucket" \
   "$S3BD" mount "${env_opts[@]}" "${s3opts[@]}" s3://no-such-bucket/ds/ "$TMP/m3"
 check "nothing left after the missing bucket" nothing_left
-expect_error "a missing mount point is named" "m9: no such mount point" \
+expect_error "a missing mount point is named" "m9: no such directory" \
   "$S3BD" mount "${env_opts[@]}" "${s3opts[@]}" s3://cli/ds/ "$TMP/m9"
 expect_error "a bare path is not taken for a prefix" "not an s3://bucket/prefix/ URI" \
   "$S3BD" mount "${env_opts[@]}" "$TMP/ds.s3bd" "$TMP/m3"
