@@ -6,7 +6,8 @@
 # man finds nbdkit-s3bd-plugin(1) and s3bd(1), every command prints
 # "NAME VERSION", s3bd mount s3://BUCKET/PREFIX/ DIR with the endpoint
 # from AWS_ENDPOINT_URL reads every file byte-exact and s3bd umount
-# undoes it, a wrong endpoint fails the mount with the error; apt-get
+# undoes it, and so does mount -t s3bd through the installed
+# /sbin/mount.s3bd; a wrong endpoint fails the mount with the error; apt-get
 # remove leaves none of the package's files.
 #
 # It changes the system (the package's files in /usr and nbdkit's plugin
@@ -128,6 +129,11 @@ check "big.bin is byte for byte what s3bd-s3 get fetches" cmp "$TMP/big.bin" "$T
 check "s3bd umount DIR" sys s3bd umount "$TMP/mnt"
 check "nothing mounted after umount" bash -c '! mountpoint -q "$0" && [ -z "$(find "$1" -mindepth 1 -type d)" ]' \
   "$TMP/mnt" "$S3BD_RUN_DIR"
+
+check "mount -t s3bd (the installed /sbin/mount.s3bd) mounts" \
+  sys mount -t s3bd s3://deb/ds/ "$TMP/mnt" -o ro,cache-size=64M
+check "every file reads back as its object (mount -t s3bd)" "$S3BD_TESTDATA" verify "$TMP/mnt" < "$TMP/dump"
+check "s3bd umount undoes mount -t s3bd" sys s3bd umount "$TMP/mnt"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 expect_error "a wrong endpoint (AWS_ENDPOINT_URL) fails the mount with the error" \
