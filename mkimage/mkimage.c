@@ -25,6 +25,7 @@
 #include "s3bd/dataset.h"
 #include "s3bd/index.h"
 #include "s3bd/s3.h"
+#include "s3bd/version.h"
 #include "s3opts.h"
 
 static const char usage[]
@@ -34,19 +35,31 @@ static const char usage[]
       "INDEX\n"
       "       s3bd-mkimage --materialize INDEX -o IMAGE\n"
       "       s3bd-mkimage --dump INDEX [PATH...]\n"
-      "build options:\n"
-      "  -o, --output INDEX        where to write the index (atomically)\n"
-      "  --upload s3://B/K         also upload the index there\n"
-      "  --attribute-names A,B     augmented manifest attributes, in order\n"
-      "                            (SageMaker's AttributeNames): those ending\n"
-      "                            in -ref hold s3:// URIs (files), the "
-      "others\n"
-      "                            are values Pipe mode sends inline\n"
+      "Builds the index of a dataset (the objects under a prefix, or those a\n"
+      "manifest names) that nbdkit-s3bd-plugin serves as an ext4 device.\n"
+      "sources (one of):\n"
+      "  s3://BUCKET/PREFIX        every object under the prefix; a key's "
+      "path is\n"
+      "                            what follows the prefix's last '/'\n"
+      "  --manifest SRC            a SageMaker manifest file (local or "
+      "s3://B/K):\n"
+      "                            [{\"prefix\": \"s3://b/p/\"}, \"rel/a\", "
+      "...]; the\n"
+      "                            paths are its entries\n"
+      "  --augmented-manifest SRC  a SageMaker augmented manifest (JSON "
+      "Lines)\n"
+      "  --attribute-names A,B     its attributes, in order (SageMaker's\n"
+      "                            AttributeNames): those ending in -ref hold\n"
+      "                            s3:// URIs (files), the others are values\n"
+      "                            Pipe mode sends inline\n"
       "                            (default: every attribute ending in -ref)\n"
-      "  --listing FILE            build from a saved listing (lines of\n"
+      "  --listing FILE            a saved listing (lines of\n"
       "                            'SIZE<TAB>ETAG<TAB>MTIME<TAB>KEY', as "
       "printed\n"
       "                            by s3bd-s3 ls) instead of listing S3\n"
+      "build options:\n"
+      "  -o, --output INDEX        where to write the index (atomically)\n"
+      "  --upload s3://B/K         also upload the index there\n"
       "  --shard I/N               keep objects I, I+N, I+2N... "
       "(ShardedByS3Key)\n"
       "  --uid N, --gid N          owner of every file (default 0)\n"
@@ -56,10 +69,38 @@ static const char usage[]
       "  --report FILE             write left-out keys and reasons (TSV)\n"
       "  --parallel N              listings in flight (default 16)\n"
       "  -q, --quiet               no progress or summary\n"
+      "inspecting an index (no S3 access):\n"
+      "  --materialize INDEX -o IMAGE  write a sparse file of the device's "
+      "size:\n"
+      "                            the metadata in place, zeros for data, for\n"
+      "                            e2fsck -fn, debugfs or mount -o ro,loop\n"
+      "  --dump INDEX [PATH...]    print each file (or those named): path,\n"
+      "                            s3://bucket/key, ETag, size, first block,\n"
+      "                            blocks; checks each inode against its "
+      "object\n"
       "  -h, --help\n"
-      "SOURCE_DATE_EPOCH sets the image's own times (default: the newest\n"
-      "object's Last-Modified), so the same listing gives the same bytes.\n"
+      "  -V, --version\n"
       "\n";
+
+/* Printed after the S3 options. */
+static const char env_help[]
+    = "environment:\n"
+      "  AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL  the S3 endpoint of a non-AWS\n"
+      "                            server (http://127.0.0.1:9000, ...), the\n"
+      "                            first set wins; --endpoint overrides both\n"
+      "  AWS_REGION, AWS_DEFAULT_REGION, AWS_PROFILE, AWS_CONFIG_FILE,\n"
+      "  AWS_SHARED_CREDENTIALS_FILE, AWS_ACCESS_KEY_ID, "
+      "AWS_SECRET_ACCESS_KEY,\n"
+      "  AWS_SESSION_TOKEN, AWS_CA_BUNDLE, AWS_WEB_IDENTITY_TOKEN_FILE,\n"
+      "  AWS_ROLE_ARN, AWS_CONTAINER_CREDENTIALS_*, "
+      "AWS_EC2_METADATA_DISABLED\n"
+      "                            the AWS chain (docs/s3-client.md)\n"
+      "  SOURCE_DATE_EPOCH         the image's own times (default: the "
+      "newest\n"
+      "                            object's Last-Modified), so the same "
+      "listing\n"
+      "                            gives the same bytes\n"
+      "see s3bd-mkimage(1)\n";
 
 enum
 {
@@ -99,6 +140,7 @@ static const struct option own_opts[] = {
   { "dump", required_argument, NULL, OPT_DUMP },
   { "quiet", no_argument, NULL, 'q' },
   { "help", no_argument, NULL, 'h' },
+  { "version", no_argument, NULL, 'V' },
   { NULL, 0, NULL, 0 },
 };
 
@@ -338,7 +380,7 @@ main (int argc, char **argv)
 
   build_opts_init (&o.image);
   s3opts_merge (own_opts, long_opts, 64);
-  while ((opt = getopt_long (argc, argv, "o:qh", long_opts, NULL)) != -1)
+  while ((opt = getopt_long (argc, argv, "o:qhV", long_opts, NULL)) != -1)
     {
       if (opt >= S3OPTS_FIRST && opt <= S3OPTS_LAST)
         {
@@ -372,7 +414,9 @@ main (int argc, char **argv)
         case 'h':
           fputs (usage, stdout);
           fputs (s3opts_help, stdout);
+          fputs (env_help, stdout);
           return 0;
+        case 'V': printf ("s3bd-mkimage %s\n", S3BD_VERSION); return 0;
         default: fputs (usage, stderr); return 2;
         }
     }

@@ -20,6 +20,7 @@
 #include "s3bd/hydrate.h"
 #include "s3bd/index.h"
 #include "s3bd/s3.h"
+#include "s3bd/version.h"
 #include "s3opts.h"
 
 static const char usage[]
@@ -38,6 +39,7 @@ static const char usage[]
       "  -q, --quiet         no progress, only errors\n"
       "  -v, --verbose       a line per GET\n"
       "  -h, --help\n"
+      "  -V, --version\n"
       "\n";
 
 enum
@@ -60,6 +62,7 @@ static const struct option own_opts[] = {
   { "quiet", no_argument, NULL, 'q' },
   { "verbose", no_argument, NULL, 'v' },
   { "help", no_argument, NULL, 'h' },
+  { "version", no_argument, NULL, 'V' },
   { NULL, 0, NULL, 0 },
 };
 
@@ -150,7 +153,7 @@ main (int argc, char **argv)
   int opt, rc = 1;
 
   s3opts_merge (own_opts, long_opts, 64);
-  while ((opt = getopt_long (argc, argv, "qvh", long_opts, NULL)) != -1)
+  while ((opt = getopt_long (argc, argv, "qvhV", long_opts, NULL)) != -1)
     {
       if (opt >= S3OPTS_FIRST && opt <= S3OPTS_LAST)
         {
@@ -179,6 +182,7 @@ main (int argc, char **argv)
           fputs (usage, stdout);
           fputs (s3opts_help, stdout);
           return 0;
+        case 'V': printf ("s3bd-preload %s\n", S3BD_VERSION); return 0;
         default: fputs (usage, stderr); return 2;
         }
     }

@@ -43,7 +43,8 @@ const struct option s3opts_long[] = {
 
 const char s3opts_help[]
     = "S3 options:\n"
-      "  --endpoint URL      S3 endpoint (default: AWS_ENDPOINT_URL, profile, "
+      "  --endpoint URL      S3 endpoint (default: AWS_ENDPOINT_URL_S3,\n"
+      "                      AWS_ENDPOINT_URL, the profile's endpoint_url, "
       "AWS)\n"
       "  --region R          region (default: AWS_REGION, profile, us-east-1)\n"
       "  --profile P         credentials/config profile\n"

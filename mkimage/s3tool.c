@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "s3bd/s3.h"
+#include "s3bd/version.h"
 #include "s3opts.h"
 
 static const char usage[]
@@ -40,6 +41,8 @@ static const char usage[]
       "presign options:\n"
       "  --expires SECONDS   default 3600\n"
       "  -v, --verbose       timings and retries on stderr\n"
+      "  -h, --help          this help\n"
+      "  -V, --version       print the version\n"
       "\n";
 
 enum
@@ -65,6 +68,7 @@ static const struct option own_opts[] = {
   { "expires", required_argument, NULL, OPT_EXPIRES },
   { "verbose", no_argument, NULL, 'v' },
   { "help", no_argument, NULL, 'h' },
+  { "version", no_argument, NULL, 'V' },
   { NULL, 0, NULL, 0 },
 };
 
@@ -375,7 +379,7 @@ main (int argc, char **argv)
   struct option long_opts[64];
 
   s3opts_merge (own_opts, long_opts, 64);
-  while ((opt = getopt_long (argc, argv, "o:vh", long_opts, NULL)) != -1)
+  while ((opt = getopt_long (argc, argv, "o:vhV", long_opts, NULL)) != -1)
     {
       if (opt >= S3OPTS_FIRST && opt <= S3OPTS_LAST)
         {
@@ -433,6 +437,7 @@ main (int argc, char **argv)
           fputs (usage, stdout);
           fputs (s3opts_help, stdout);
           return 0;
+        case 'V': printf ("s3bd-s3 %s\n", S3BD_VERSION); return 0;
         default: fputs (usage, stderr); return 2;
         }
     }

@@ -53,6 +53,7 @@
 #include <nbdkit-plugin.h>
 
 #include "plugin.h"
+#include "s3bd/version.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
@@ -105,6 +106,16 @@ s3bd_load (void)
   if (mallopt (M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 0)
     nbdkit_debug ("s3bd: mallopt M_MMAP_THRESHOLD failed");
   config_load ();
+}
+
+/* nbdkit s3bd --dump-plugin: the release, and the index format it reads,
+ * for scripts that check what is installed.
+ */
+static void
+s3bd_dump_plugin (void)
+{
+  printf ("s3bd_version=%s\n", S3BD_VERSION);
+  printf ("s3bd_index_version=%d\n", S3BD_INDEX_VERSION);
 }
 
 /* source=: the index s3bd-mkimage would write for the same prefix and
@@ -497,8 +508,9 @@ s3bd_extents (void *handle, uint32_t count, uint64_t offset, uint32_t flags,
 static struct nbdkit_plugin plugin = {
   .name = "s3bd",
   .longname = "s3bd: an S3 dataset as a read-only ext4 block device",
-  .version = "0.1.0",
+  .version = S3BD_VERSION,
   .load = s3bd_load,
+  .dump_plugin = s3bd_dump_plugin,
   .config = s3bd_config,
   .config_complete = s3bd_config_complete,
   .config_help = s3bd_config_help_text,

@@ -36,12 +36,40 @@ skip () { echo "SKIP: $*" >&2; exit 77; }
 
 cleanup () {
   if declare -F stop_nbdkit >/dev/null; then stop_nbdkit; fi
+  if [ -n "${S3BD_LOCK_PID:-}" ]; then kill "$S3BD_LOCK_PID" 2>/dev/null || true; fi
   if [ -n "${S3BD_TEST_SERVER_DIR:-}" ]; then
     "$S3BD_SOURCE_DIR/scripts/s3-server" stop "$S3BD_TEST_SERVER_DIR" || true
   fi
   rm -rf "$TMP"
 }
 trap cleanup EXIT
+
+# lock_system_files: for the part of a test that changes files outside
+# $TMP which another test changes too (/sbin/mount.s3bd, the installed
+# package): waits for the other to finish, across checkouts and ctest
+# runs (tests/CMakeLists.txt also gives them one RESOURCE_LOCK), and
+# holds the lock until unlock_system_files or the test's exit.  A process
+# of its own holds the lock, so that nbdkit and the other programs a test
+# starts never inherit it.
+lock_system_files () {
+  local lock=/run/lock/s3bd-tests-system-files.lock got=
+  [ -d /run/lock ] || lock=/tmp/s3bd-tests-system-files.lock
+  mkfifo "$TMP/lock.fifo"
+  # At most 15 min: a lock left by a killed test goes by itself.
+  ( exec 9>>"$lock"
+    if flock -w 600 9; then echo locked > "$TMP/lock.fifo"; exec sleep 900; fi
+    echo busy > "$TMP/lock.fifo" ) &
+  S3BD_LOCK_PID=$!
+  read -r got < "$TMP/lock.fifo"
+  rm -f "$TMP/lock.fifo"
+  [ "$got" = locked ] || { echo "FAIL: $lock still held after 10 min" >&2; exit 1; }
+}
+unlock_system_files () {
+  [ -n "${S3BD_LOCK_PID:-}" ] || return 0
+  kill "$S3BD_LOCK_PID" 2>/dev/null || true
+  wait "$S3BD_LOCK_PID" 2>/dev/null || true
+  S3BD_LOCK_PID=
+}
 
 # Starts a local S3 server and exports its endpoint and credentials.
 # scripts/s3-server's options pass through the environment: a test that
