@@ -198,6 +198,8 @@ open_hydrate (struct s3bd_error *err)
   if (hc.fill_get_size < HYDRATE_UNIT)
     hc.fill_get_size = HYDRATE_UNIT;
   hc.fill_rate = params.hydrate_rate;
+  /* An epoch reads the copy itself, with no page cache above it. */
+  hc.keep_pages = params.pipe.channel != NULL;
   hc.log = plugin_log;
   hc.verbose = s3bd_debug_verbose;
   s3bd.fetcher = NULL; /* the hydration's now, even if it fails */

@@ -52,6 +52,13 @@ struct hydrate_config
   uint64_t fill_budget;   /* fill bytes in flight */
   uint64_t fill_get_size; /* largest fill GET, >= HYDRATE_UNIT */
   uint64_t fill_rate;     /* bytes per second the fill may fetch; 0: any */
+  /* Keep the copy's pages in the page cache.  Off (the default), the
+   * syncer drops them once a second: a reader of the device has its own
+   * page cache above it.  A Pipe export reads the copy directly and has
+   * no other cache, so it keeps them (the kernel still evicts clean
+   * pages under pressure).
+   */
+  bool keep_pages;
   /* How messages name the two: NULL for the plugin's "hydrate=" and
    * "hydrate-state=PATH"; s3bd-preload's are "" and "--state PATH".
    */

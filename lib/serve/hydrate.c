@@ -786,9 +786,11 @@ syncer_main (void *arg)
        * keeps the data from sitting twice in memory.  Per read, right
        * after the pread, the kernel drops nothing (the pages are still
        * in its per-CPU batches); once a second over the whole file, it
-       * drops them all.
+       * drops them all.  Unless a Pipe export reads the copy: it has no
+       * cache of its own (keep_pages).
        */
-      posix_fadvise (h->fd, 0, 0, POSIX_FADV_DONTNEED);
+      if (!h->cfg.keep_pages)
+        posix_fadvise (h->fd, 0, 0, POSIX_FADV_DONTNEED);
       pthread_mutex_lock (&h->lock);
     }
   pthread_mutex_unlock (&h->lock);
