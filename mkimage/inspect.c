@@ -1,5 +1,5 @@
-/* s3bd-mkimage --materialize and --dump: looking inside an index with the
- * real tools.
+/* s3bd-mkimage --materialize, --dump and --dump-records: looking inside
+ * an index with the real tools.
  *
  * --materialize writes the image as a sparse file, so that e2fsck,
  * debugfs, dumpe2fs and a loop mount can check it.  --dump opens the
@@ -8,6 +8,8 @@
  * Files get their inode numbers in path order, as the objects are stored,
  * so object i is inode first_file + i; dump checks that the inode's size
  * and first data block agree with the object, so it also proves the map.
+ * --dump-records lists the Pipe records an augmented manifest left in
+ * the index, line by line.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -246,4 +248,40 @@ out:
   memstore_free (store);
   index_free (&idx);
   return ret;
+}
+
+int
+dump_records (const char *index_path)
+{
+  struct s3bd_index idx = { 0 };
+  uint64_t line = 0, rec = 0;
+
+  if (load (index_path, &idx) == -1)
+    return 1;
+  if (idx.nrecords == 0)
+    fprintf (stderr,
+             "s3bd-mkimage: %s: no augmented-manifest records: in Pipe mode "
+             "each of its %" PRIu64 " objects is a record of its own\n",
+             index_path, idx.nobjects);
+  for (uint64_t i = 0; i < idx.nrecords; i++)
+    {
+      const struct index_record *r = &idx.records[i];
+
+      if (r->first && i > 0)
+        line++, rec = 0;
+      if (r->object == INDEX_RECORD_INLINE)
+        printf ("%" PRIu64 "\t%" PRIu64 "\tinline\t%.*s\n", line, rec,
+                (int)r->len, r->text);
+      else
+        {
+          const struct index_object *o = &idx.objects[r->object];
+
+          printf ("%" PRIu64 "\t%" PRIu64 "\tobject\ts3://%s/%s\t%" PRIu64
+                  "\n",
+                  line, rec, idx.buckets[o->bucket], o->key, o->size);
+        }
+      rec++;
+    }
+  index_free (&idx);
+  return 0;
 }

@@ -35,6 +35,7 @@ static const char usage[]
       "INDEX\n"
       "       s3bd-mkimage --materialize INDEX -o IMAGE\n"
       "       s3bd-mkimage --dump INDEX [PATH...]\n"
+      "       s3bd-mkimage --dump-records INDEX\n"
       "Builds the index of a dataset (the objects under a prefix, or those a\n"
       "manifest names) that nbdkit-s3bd-plugin serves as an ext4 device.\n"
       "sources (one of):\n"
@@ -78,6 +79,9 @@ static const char usage[]
       "                            s3://bucket/key, ETag, size, first block,\n"
       "                            blocks; checks each inode against its "
       "object\n"
+      "  --dump-records INDEX      print the Pipe records of an augmented\n"
+      "                            manifest: line, record, then \"object\"\n"
+      "                            s3://bucket/key size or \"inline\" JSON\n"
       "  -h, --help\n"
       "  -V, --version\n"
       "\n";
@@ -119,6 +123,7 @@ enum
   OPT_PARALLEL,
   OPT_MATERIALIZE,
   OPT_DUMP,
+  OPT_DUMP_RECORDS,
 };
 
 static const struct option own_opts[] = {
@@ -138,6 +143,7 @@ static const struct option own_opts[] = {
   { "parallel", required_argument, NULL, OPT_PARALLEL },
   { "materialize", required_argument, NULL, OPT_MATERIALIZE },
   { "dump", required_argument, NULL, OPT_DUMP },
+  { "dump-records", required_argument, NULL, OPT_DUMP_RECORDS },
   { "quiet", no_argument, NULL, 'q' },
   { "help", no_argument, NULL, 'h' },
   { "version", no_argument, NULL, 'V' },
@@ -147,7 +153,7 @@ static const struct option own_opts[] = {
 struct opts
 {
   const char *output, *manifest, *augmented, *attrs, *listing, *upload;
-  const char *report, *materialize, *dump;
+  const char *report, *materialize, *dump, *dump_records;
   unsigned parallel;
   /* --uid, --gid, --file-mode, --dir-mode, --label, --shard: set with
    * build_opts_set, as the plugin's keys of the same names.
@@ -399,6 +405,7 @@ main (int argc, char **argv)
         case OPT_REPORT: o.report = optarg; break;
         case OPT_MATERIALIZE: o.materialize = optarg; break;
         case OPT_DUMP: o.dump = optarg; break;
+        case OPT_DUMP_RECORDS: o.dump_records = optarg; break;
         case OPT_UID:
         case OPT_GID:
         case OPT_FMODE:
@@ -428,6 +435,15 @@ main (int argc, char **argv)
           return 2;
         }
       return materialize (o.materialize, o.output);
+    }
+  if (o.dump_records)
+    {
+      if (optind != argc)
+        {
+          fprintf (stderr, "s3bd-mkimage: --dump-records INDEX\n");
+          return 2;
+        }
+      return dump_records (o.dump_records);
     }
   if (o.dump)
     return dump (o.dump, (const char *const *)argv + optind,

@@ -11,5 +11,10 @@ int materialize (const char *index_path, const char *image_path);
  * named (all files when npaths is 0).
  */
 int dump (const char *index_path, const char *const *paths, size_t npaths);
+/* --dump-records INDEX: the Pipe records of an augmented manifest, a line
+ * each: manifest line (from 0, of the lines kept), record in the line,
+ * "object" s3://bucket/key size, or "inline" and the JSON text.
+ */
+int dump_records (const char *index_path);
 
 #endif

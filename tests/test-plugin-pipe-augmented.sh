@@ -12,7 +12,8 @@
 #   B. No wrapper, no seed: the stream is the records back to back in
 #      manifest order.
 #   C. pipe-shard=0/2 and 1/2: whole lines, disjoint, together complete.
-#   D. The index is version 2; a prefix index stays version 1.
+#   D. The index is version 2; a prefix index stays version 1;
+#      s3bd-mkimage --dump-records lists the records the manifest gives.
 . "$(dirname "$0")/lib.sh"
 need_plugin
 command -v nbdcopy >/dev/null || skip "nbdcopy is needed (libnbd-bin)"
@@ -47,45 +48,37 @@ cat "$TMP/mkimage.err"
 version () { od -An -tu4 -j8 -N4 "$1" | tr -d ' '; }
 check "D: an index with records is version 2" test "$(version "$TMP/aug.s3bd")" = 2
 check "D: a prefix index is version 1" test "$(version "$TMP/prefix.s3bd")" = 1
+# The records as the manifest gives them, against --dump-records.
+/usr/bin/python3 -I - "$TMP/aug.jsonl" "$attrs" "$TMP/spec1" "$TMP/spec2" > "$TMP/records.want" <<'PY'
+import json, sys
+sizes = {}
+for bucket, spec in (('imgs', sys.argv[3]), ('masks', sys.argv[4])):
+    for l in open(spec):
+        n, key = l.split()
+        sizes['s3://%s/%s' % (bucket, key)] = n
+for i, l in enumerate(open(sys.argv[1], encoding='utf-8')):
+    v = json.loads(l)
+    for j, n in enumerate(sys.argv[2].split(',')):
+        if n.endswith('-ref'):
+            print('%d\t%d\tobject\t%s\t%s' % (i, j, v[n], sizes[v[n]]))
+        else:
+            print('%d\t%d\tinline\t%s' % (i, j, json.dumps(v[n], separators=(',', ':'), ensure_ascii=False)))
+PY
+"$S3BD_MKIMAGE" --dump-records "$TMP/aug.s3bd" > "$TMP/records.got"
+check "D: --dump-records lists every line's records as the manifest gives them" \
+  cmp "$TMP/records.want" "$TMP/records.got"
+check "D: --dump-records of a prefix index says it has none" \
+  bash -c '"$1" --dump-records "$2" 2>&1 >/dev/null | grep -q "no augmented-manifest records"' _ \
+  "$S3BD_MKIMAGE" "$TMP/prefix.s3bd"
 make_expected "$TMP/aug.s3bd" "$TMP/expected.img"
 cat "$TMP/spec1" "$TMP/spec2" > "$TMP/sizes"
 
+cp "$(dirname "$0")/pipeorder.py" "$TMP/"
 cat > "$TMP/augcheck.py" <<'PY'
 # The reader, the order and the records, from the manifest and the docs.
-import json, os, struct, subprocess, sys, time
-
-MAGIC = 0xCED7230A
-M64 = (1 << 64) - 1
-GOLDEN = 0x9E3779B97F4A7C15
-
-def mix64(z):
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
-    return z ^ (z >> 31)
-
-def permutation(n, seed, epoch):
-    perm = list(range(n))
-    if seed is None:
-        return perm
-    state = mix64(seed) ^ epoch
-    for i in range(n - 1, 0, -1):
-        state = (state + GOLDEN) & M64
-        j = mix64(state) % (i + 1)
-        perm[i], perm[j] = perm[j], perm[i]
-    return perm
-
-def cut(lst, sizes, part, parts):
-    if parts <= 1:
-        return lst
-    total = sum(sizes[o] for o in lst)
-    out, cum = [], 0
-    for k, o in enumerate(lst):
-        s = sizes[o]
-        p = k * parts // len(lst) if total == 0 else (2 * cum + s) * parts // (2 * total)
-        if min(p, parts - 1) == part:
-            out.append(o)
-        cum += s
-    return out
+import json, os, subprocess, sys
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pipeorder import cut, open_fifo, parse_recordio, permutation
 
 a = dict(x.split('=', 1) for x in sys.argv[1:])
 attrs = a['attrs'].split(',')
@@ -114,30 +107,16 @@ order = cut(permutation(len(lines), seed, epoch), [sum(map(len, r)) for r in lin
 want = [r for l in order for r in lines[l]]
 
 path = os.path.join(a['dir'], '%s_%d' % (a['channel'], epoch))
-end = time.time() + 60
-while not os.path.exists(path):
-    if time.time() > end:
-        sys.exit('%s did not appear' % path)
-    time.sleep(0.05)
-data = open(path, 'rb').read()
+with open_fifo(path) as f:
+    data = f.read()
 if a.get('wrap') == 'none':
     good = data == b''.join(want)
     print('%s: %d bytes, %s' % (path, len(data), 'the records back to back' if good else 'WRONG'))
 else:
-    recs, pos = [], 0
-    while pos < len(data):
-        magic, lrec = struct.unpack_from('<II', data, pos)
-        if magic != MAGIC or lrec >> 29:
-            sys.exit('bad record header at byte %d' % pos)
-        n = lrec & ((1 << 29) - 1)
-        pad = (n + 3) // 4 * 4
-        if any(data[pos + 8 + n:pos + 8 + pad]) or pos + 8 + pad > len(data):
-            sys.exit('bad padding or truncated at byte %d' % pos)
-        recs.append(data[pos + 8:pos + 8 + n])
-        pos += 8 + pad
+    recs, truncated = parse_recordio(data)
     bad = [i for i, (x, y) in enumerate(zip(recs, want)) if x != y]
-    good = not bad and len(recs) == len(want)
-    print('%s: %d records of %d, wrong: %s' % (path, len(recs), len(want), bad[:5]))
+    good = not bad and not truncated and len(recs) == len(want)
+    print('%s: %d records of %d, truncated %s, wrong: %s' % (path, len(recs), len(want), truncated, bad[:5]))
 if 'order_out' in a:
     open(a['order_out'], 'w').write(' '.join(map(str, order)) + '\n')
 sys.exit(0 if good else 1)
