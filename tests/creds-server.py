@@ -129,21 +129,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.misbehave('sts'):
             return
         if state['mode'] == 'deny' or form.get('WebIdentityToken') != [self.current_token()]:
-            return self.reply(403, '<ErrorResponse><Error><Type>Sender</Type>'
-                              '<Code>AccessDenied</Code><Message>Not authorized '
-                              'to perform sts:AssumeRoleWithWebIdentity</Message>'
-                              '</Error></ErrorResponse>')
+            return self.sts_denied('AssumeRoleWithWebIdentity')
+        self.sts_answer('AssumeRoleWithWebIdentity', '')
+
+    def sts_denied(self, action):
+        self.reply(403, '<ErrorResponse><Error><Type>Sender</Type>'
+                   '<Code>AccessDenied</Code><Message>Not authorized '
+                   'to perform sts:%s</Message></Error></ErrorResponse>' % action)
+
+    def sts_answer(self, action, extra):
+        """STS's answer to action: credentials from self.creds(), then extra."""
         tok, exp = self.creds()
-        self.reply(200, '''<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
-  <AssumeRoleWithWebIdentityResult>
+        self.reply(200, '''<%(a)sResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+  <%(a)sResult>
     <Credentials>
-      <AccessKeyId>%s</AccessKeyId>
-      <SecretAccessKey>%s</SecretAccessKey>
-      <SessionToken>%s</SessionToken>
-      <Expiration>%s</Expiration>
-    </Credentials>
-  </AssumeRoleWithWebIdentityResult>
-</AssumeRoleWithWebIdentityResponse>''' % (args.access_key, args.secret_key, tok, exp))
+      <AccessKeyId>%(ak)s</AccessKeyId>
+      <SecretAccessKey>%(sk)s</SecretAccessKey>
+      <SessionToken>%(tok)s</SessionToken>
+      <Expiration>%(exp)s</Expiration>
+    </Credentials>%(extra)s
+  </%(a)sResult>
+</%(a)sResponse>''' % dict(a=action, ak=args.access_key, sk=args.secret_key,
+                           tok=tok, exp=exp, extra=extra))
 
     def assume_role(self, form, data):
         with lock:
@@ -152,22 +159,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if state['mode'] == 'deny' or not self.signed_by_us(data) \
                 or not form.get('RoleArn') or not form.get('RoleSessionName'):
-            return self.reply(403, '<ErrorResponse><Error><Type>Sender</Type>'
-                              '<Code>AccessDenied</Code><Message>Not authorized '
-                              'to perform sts:AssumeRole</Message>'
-                              '</Error></ErrorResponse>')
-        tok, exp = self.creds()
-        self.reply(200, '''<AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
-  <AssumeRoleResult>
-    <Credentials>
-      <AccessKeyId>%s</AccessKeyId>
-      <SecretAccessKey>%s</SecretAccessKey>
-      <SessionToken>%s</SessionToken>
-      <Expiration>%s</Expiration>
-    </Credentials>
-    <AssumedRoleUser><Arn>%s/s</Arn><AssumedRoleId>AROA:s</AssumedRoleId></AssumedRoleUser>
-  </AssumeRoleResult>
-</AssumeRoleResponse>''' % (args.access_key, args.secret_key, tok, exp, form['RoleArn'][0]))
+            return self.sts_denied('AssumeRole')
+        self.sts_answer('AssumeRole', '\n    <AssumedRoleUser><Arn>%s/s</Arn>'
+                        '<AssumedRoleId>AROA:s</AssumedRoleId></AssumedRoleUser>'
+                        % form['RoleArn'][0])
 
     def do_GET(self):
         if self.path.startswith('/__creds/mode'):

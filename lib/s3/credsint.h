@@ -129,6 +129,17 @@ int imds_parse_role (char *body, const char *url, char *role, size_t size,
 int imds_parse_creds (const char *body, const char *url, struct s3_creds *c,
                       struct s3bd_error *err);
 
+/* json-c helpers of the JSON credential sources.  json_string: the
+ * string member name of obj, or NULL when it is missing or not a string.
+ * json_put_wiped: wipes the string values of obj's members named in
+ * names[n] (json-c's copies of a secret), then releases obj (may be
+ * NULL).
+ */
+struct json_object;
+const char *json_string (struct json_object *obj, const char *name);
+void json_put_wiped (struct json_object *obj, const char *const *names,
+                     size_t n);
+
 /* ---- sts.c: STS, and HTTP for the credential sources ---- */
 
 /* One HTTP request (a POST when post is not NULL) with extra headers

@@ -24,17 +24,6 @@
 
 #define PROCESS_MAX_OUT 65536
 
-static const char *
-jstr (json_object *obj, const char *name)
-{
-  json_object *v;
-
-  if (!json_object_object_get_ex (obj, name, &v)
-      || !json_object_is_type (v, json_type_string))
-    return NULL;
-  return json_object_get_string (v);
-}
-
 int
 process_parse_output (const char *out, const char *what, struct s3_creds *c,
                       struct s3bd_error *err)
@@ -44,7 +33,6 @@ process_parse_output (const char *out, const char *what, struct s3_creds *c,
   const char *ak, *sk, *tok, *exp;
   int64_t expiration = 0;
   int r = -1;
-  size_t i;
 
   if (obj == NULL || !json_object_is_type (obj, json_type_object))
     {
@@ -58,10 +46,10 @@ process_parse_output (const char *out, const char *what, struct s3_creds *c,
       s3bd_fail (err, S3BD_ECREDS, "%s: output has no \"Version\": 1", what);
       goto out;
     }
-  ak = jstr (obj, "AccessKeyId");
-  sk = jstr (obj, "SecretAccessKey");
-  tok = jstr (obj, "SessionToken");
-  exp = jstr (obj, "Expiration");
+  ak = json_string (obj, "AccessKeyId");
+  sk = json_string (obj, "SecretAccessKey");
+  tok = json_string (obj, "SessionToken");
+  exp = json_string (obj, "Expiration");
   if (!nonempty (ak) || !nonempty (sk))
     {
       s3bd_fail (err, S3BD_ECREDS, "%s: output without %s", what,
@@ -79,19 +67,7 @@ process_parse_output (const char *out, const char *what, struct s3_creds *c,
   r = 0;
 
 out:
-  if (obj)
-    {
-      for (i = 0; i < 2; i++)
-        {
-          json_object *s;
-
-          if (json_object_object_get_ex (obj, secrets[i], &s)
-              && json_object_is_type (s, json_type_string))
-            explicit_bzero ((char *)json_object_get_string (s),
-                            (size_t)json_object_get_string_len (s));
-        }
-      json_object_put (obj);
-    }
+  json_put_wiped (obj, secrets, 2);
   return r;
 }
 

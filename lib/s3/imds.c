@@ -200,7 +200,7 @@ imds_parse_role (char *body, const char *url, char *role, size_t size,
   return 0;
 }
 
-static const char *
+const char *
 json_string (json_object *obj, const char *name)
 {
   json_object *v;
@@ -266,21 +266,25 @@ imds_parse_creds (const char *body, const char *url, struct s3_creds *c,
   r = 0;
 
 out:
-  if (obj)
-    {
-      /* json-c's strings hold the secret: wipe what we can reach. */
-      for (i = 0; i < 3; i++)
-        {
-          json_object *s;
-
-          if (json_object_object_get_ex (obj, fields[i], &s)
-              && json_object_is_type (s, json_type_string))
-            explicit_bzero ((char *)json_object_get_string (s),
-                            (size_t)json_object_get_string_len (s));
-        }
-      json_object_put (obj);
-    }
+  json_put_wiped (obj, fields, 3); /* the key id, the secret, the token */
   return r;
+}
+
+void
+json_put_wiped (json_object *obj, const char *const *names, size_t n)
+{
+  if (obj == NULL)
+    return;
+  for (size_t i = 0; i < n; i++)
+    {
+      json_object *s;
+
+      if (json_object_object_get_ex (obj, names[i], &s)
+          && json_object_is_type (s, json_type_string))
+        explicit_bzero ((char *)json_object_get_string (s),
+                        (size_t)json_object_get_string_len (s));
+    }
+  json_object_put (obj);
 }
 
 /* IMDSv2: a session token for the requests that follow.  A 403, 404 or 405
