@@ -276,8 +276,7 @@ dump_records (const char *index_path)
         {
           const struct index_object *o = &idx.objects[r->object];
 
-          printf ("%" PRIu64 "\t%" PRIu64 "\tobject\ts3://%s/%s\t%" PRIu64
-                  "\n",
+          printf ("%" PRIu64 "\t%" PRIu64 "\tobject\ts3://%s/%s\t%" PRIu64 "\n",
                   line, rec, idx.buckets[o->bucket], o->key, o->size);
         }
       rec++;
